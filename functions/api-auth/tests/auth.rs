@@ -1,0 +1,471 @@
+//! The auth function's routes, through the real router, against a real
+//! Postgres database per test (and a real Redis where rate limits matter).
+
+use api_auth::{app, Config, State};
+use honeydue_core::config::{AppConfig, DbConfig};
+use honeydue_core::{Env, Secret};
+use honeydue_testkit::redis::TestRedis;
+use honeydue_testkit::{TestClient, TestDb};
+use serde_json::{json, Value};
+
+struct TestApp {
+    db: TestDb,
+    client: TestClient,
+}
+
+async fn spawn_with_redis(redis_url: Option<String>) -> TestApp {
+    let db = TestDb::new().await;
+    let cfg = Config {
+        db: DbConfig {
+            url: Secret::new(db.url.clone()),
+            max_connections: 5,
+            acquire_timeout_ms: 5000,
+        },
+        app: AppConfig::read(&mut Env::from_pairs(Vec::<(String, String)>::new())),
+        redis_url,
+    };
+    let state = State::new(cfg, db.pool.clone());
+    TestApp {
+        client: TestClient::new(app(state)),
+        db,
+    }
+}
+
+async fn spawn() -> TestApp {
+    spawn_with_redis(None).await
+}
+
+impl TestApp {
+    async fn register(&self, email: &str, password: &str) -> (String, i64) {
+        let r = self
+            .client
+            .post(
+                "/api/auth/register/",
+                json!({"email": email, "password": password, "first_name": "Ann", "last_name": "Lee", "timezone": "America/Chicago"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        let j = r.json();
+        (j["token"].as_str().unwrap().to_string(), j["user"]["id"].as_i64().unwrap())
+    }
+
+    /// The code in the newest outbox email of `kind` to `email`.
+    async fn code_from_outbox(&self, email: &str, kind: &str) -> String {
+        let body: String = sqlx::query_scalar(
+            "SELECT body_text FROM email_outbox WHERE to_address = $1 AND kind = $2 ORDER BY id DESC LIMIT 1",
+        )
+        .bind(email)
+        .bind(kind)
+        .fetch_one(&self.db.pool)
+        .await
+        .expect("an outbox email");
+        body.split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == 6)
+            .expect("a 6-digit code in the email")
+            .to_string()
+    }
+
+    async fn count(&self, sql: &str, id: i64) -> i64 {
+        sqlx::query_scalar(sql).bind(id).fetch_one(&self.db.pool).await.unwrap()
+    }
+}
+
+#[tokio::test]
+async fn full_journey() {
+    let t = spawn().await;
+    let c = &t.client;
+    let email = "ann@example.com";
+
+    // Register: token, user, an outbox row carrying a code.
+    let (token, user_id) = t.register("Ann@Example.com", "first-password").await;
+    let me = c.get("/api/auth/me/", Some(&token)).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["email"], email);
+    assert_eq!(me.json()["email_verified"], false);
+    assert_eq!(me.json()["timezone"], "America/Chicago");
+    let code = t.code_from_outbox(email, "verify_email").await;
+
+    // Verify.
+    let r = c.post("/api/auth/verify-email/", json!({"code": code}), Some(&token)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["user"]["email_verified"], true);
+    let r = c.post("/api/auth/verify-email/", json!({"code": code}), Some(&token)).await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "already_verified");
+
+    // Login, me, patch me.
+    let r = c.post("/api/auth/login/", json!({"email": email, "password": "first-password"}), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let login_token = r.json()["token"].as_str().unwrap().to_string();
+    assert_ne!(login_token, token);
+    let r = c
+        .patch(
+            "/api/auth/me/",
+            json!({"first_name": "Annie", "timezone": "Europe/Paris", "preferences": {"units": "metric"}}),
+            Some(&login_token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["first_name"], "Annie");
+    assert_eq!(r.json()["last_name"], "Lee");
+    assert_eq!(r.json()["timezone"], "Europe/Paris");
+    assert_eq!(r.json()["preferences"]["units"], "metric");
+
+    // Change password: every old token is revoked, a new one is returned.
+    let r = c
+        .post(
+            "/api/auth/change-password/",
+            json!({"current_password": "first-password", "new_password": "second-password"}),
+            Some(&login_token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let changed_token = r.json()["token"].as_str().unwrap().to_string();
+    for old in [&token, &login_token] {
+        assert_eq!(c.get("/api/auth/me/", Some(old)).await.status, 401);
+    }
+    assert_eq!(c.get("/api/auth/me/", Some(&changed_token)).await.status, 200);
+    let r = c.post("/api/auth/login/", json!({"email": email, "password": "first-password"}), None).await;
+    assert_eq!(r.status, 401);
+
+    // Reset password by code.
+    let r = c.post("/api/auth/forgot-password/", json!({"email": email}), None).await;
+    assert_eq!(r.status, 200);
+    let code = t.code_from_outbox(email, "password_reset").await;
+    let r = c.post("/api/auth/verify-reset-code/", json!({"email": email, "code": code}), None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let reset_token = r.json()["reset_token"].as_str().unwrap().to_string();
+    let r = c
+        .post("/api/auth/reset-password/", json!({"reset_token": reset_token, "new_password": "third-password"}), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(c.get("/api/auth/me/", Some(&changed_token)).await.status, 401, "reset revokes all tokens");
+    let r = c
+        .post("/api/auth/reset-password/", json!({"reset_token": reset_token, "new_password": "fourth-password"}), None)
+        .await;
+    assert_eq!(r.status, 400, "a reset token works once");
+    assert_eq!(r.error_code(), "invalid_token");
+    let r = c.post("/api/auth/login/", json!({"email": email, "password": "third-password"}), None).await;
+    assert_eq!(r.status, 200);
+    let final_token = r.json()["token"].as_str().unwrap().to_string();
+
+    // Logout revokes the token used.
+    let r = c.post("/api/auth/logout/", json!({}), Some(&final_token)).await;
+    assert_eq!(r.status, 204);
+    assert_eq!(c.get("/api/auth/me/", Some(&final_token)).await.status, 401);
+
+    // Delete the account: the user's rows are gone.
+    let r = c.post("/api/auth/login/", json!({"email": email, "password": "third-password"}), None).await;
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let r = c.delete("/api/auth/account/", Some(json!({"password": "wrong-password"})), Some(&token)).await;
+    assert_eq!(r.status, 422);
+    assert!(r.json()["error"]["fields"]["password"].is_array());
+    let r = c.delete("/api/auth/account/", Some(json!({"password": "third-password"})), Some(&token)).await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(t.count("SELECT count(*) FROM users WHERE id = $1", user_id).await, 0);
+    assert_eq!(t.count("SELECT count(*) FROM auth_tokens WHERE user_id = $1", user_id).await, 0);
+    assert_eq!(t.count("SELECT count(*) FROM user_codes WHERE user_id = $1", user_id).await, 0);
+    assert_eq!(t.count("SELECT count(*) FROM email_outbox WHERE user_id = $1", user_id).await, 0);
+    assert_eq!(c.get("/api/auth/me/", Some(&token)).await.status, 401);
+    let r = c.post("/api/auth/login/", json!({"email": email, "password": "third-password"}), None).await;
+    assert_eq!(r.status, 401);
+}
+
+#[tokio::test]
+async fn wrong_password_and_unknown_email_look_the_same() {
+    let t = spawn().await;
+    t.register("bob@example.com", "bob-password").await;
+    let wrong = t
+        .client
+        .post("/api/auth/login/", json!({"email": "bob@example.com", "password": "nope-nope"}), None)
+        .await;
+    let unknown = t
+        .client
+        .post("/api/auth/login/", json!({"email": "nobody@example.com", "password": "nope-nope"}), None)
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert_eq!(unknown.status, 401);
+    assert_eq!(wrong.json(), unknown.json());
+    assert_eq!(wrong.error_code(), "unauthorized");
+    // Forgot-password does not tell either.
+    let a = t.client.post("/api/auth/forgot-password/", json!({"email": "bob@example.com"}), None).await;
+    let b = t.client.post("/api/auth/forgot-password/", json!({"email": "nobody@example.com"}), None).await;
+    assert_eq!((a.status, a.json()), (b.status, b.json()));
+}
+
+#[tokio::test]
+async fn expired_reused_and_guessed_codes_are_refused() {
+    let t = spawn().await;
+    let c = &t.client;
+    let (token, user_id) = t.register("cy@example.com", "cy-password").await;
+
+    // Expired.
+    let code = t.code_from_outbox("cy@example.com", "verify_email").await;
+    sqlx::query("UPDATE user_codes SET expires_at = now() - interval '1 second' WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&t.db.pool)
+        .await
+        .unwrap();
+    let r = c.post("/api/auth/verify-email/", json!({"code": code}), Some(&token)).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "invalid_code");
+
+    // A resent code replaces the old one; five wrong guesses burn it.
+    let r = c.post("/api/auth/resend-verification/", json!({}), Some(&token)).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let code = t.code_from_outbox("cy@example.com", "verify_email").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let r = c.post("/api/auth/verify-email/", json!({"code": wrong}), Some(&token)).await;
+        assert_eq!(r.status, 400);
+    }
+    let r = c.post("/api/auth/verify-email/", json!({"code": code}), Some(&token)).await;
+    assert_eq!(r.status, 400, "attempt-limited code must be dead");
+
+    // Reset codes: a used code cannot be used again.
+    c.post("/api/auth/forgot-password/", json!({"email": "cy@example.com"}), None).await;
+    let code = t.code_from_outbox("cy@example.com", "password_reset").await;
+    let body = json!({"email": "cy@example.com", "code": code});
+    assert_eq!(c.post("/api/auth/verify-reset-code/", body.clone(), None).await.status, 200);
+    let r = c.post("/api/auth/verify-reset-code/", body, None).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "invalid_code");
+
+    // Codes are stored hashed.
+    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT code_hash FROM user_codes WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(&t.db.pool)
+        .await
+        .unwrap();
+    assert!(stored.iter().all(|h| h.len() == 32 && h != code.as_bytes()));
+}
+
+#[tokio::test]
+async fn tokens_are_stored_hashed() {
+    let t = spawn().await;
+    let (token, user_id) = t.register("dee@example.com", "dee-password").await;
+    let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM auth_tokens WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_all(&t.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(hashes, vec![honeydue_core::auth::hash_token(&token)]);
+    let phc: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
+        .bind(user_id)
+        .fetch_one(&t.db.pool)
+        .await
+        .unwrap();
+    assert!(phc.starts_with("$argon2id$"), "{phc}");
+}
+
+#[tokio::test]
+async fn brute_force_hits_the_rate_limit() {
+    let redis = TestRedis::start();
+    let t = spawn_with_redis(Some(redis.url())).await;
+    t.register("eve@example.com", "eve-password").await;
+    let mut statuses = Vec::new();
+    for _ in 0..12 {
+        let r = t
+            .client
+            .post("/api/auth/login/", json!({"email": "eve@example.com", "password": "guess-guess"}), None)
+            .await;
+        statuses.push(r.status.as_u16());
+        if r.status == 429 {
+            assert_eq!(r.error_code(), "rate_limited");
+            let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!(retry > 0);
+        }
+    }
+    assert_eq!(&statuses[..10], &[401; 10]);
+    assert_eq!(&statuses[10..], &[429, 429]);
+    // Even the right password is refused while limited: the limit is per
+    // account, not per guess outcome.
+    let r = t
+        .client
+        .post("/api/auth/login/", json!({"email": "eve@example.com", "password": "eve-password"}), None)
+        .await;
+    assert_eq!(r.status, 429);
+
+    // Code entry is limited too.
+    let (token, _) = t.register("fay@example.com", "fay-password").await;
+    let mut last = 0;
+    for _ in 0..11 {
+        last = t
+            .client
+            .post("/api/auth/verify-email/", json!({"code": "999999"}), Some(&token))
+            .await
+            .status
+            .as_u16();
+    }
+    assert_eq!(last, 429);
+}
+
+#[tokio::test]
+async fn redis_down_login_still_works() {
+    // Unreachable from the start.
+    let t = spawn_with_redis(Some("redis://127.0.0.1:1/".into())).await;
+    t.register("gil@example.com", "gil-password").await;
+    let r = t
+        .client
+        .post("/api/auth/login/", json!({"email": "gil@example.com", "password": "gil-password"}), None)
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+
+    // Stopped while running.
+    let mut redis = TestRedis::start();
+    let t = spawn_with_redis(Some(redis.url())).await;
+    t.register("hal@example.com", "hal-password").await;
+    let body = json!({"email": "hal@example.com", "password": "hal-password"});
+    assert_eq!(t.client.post("/api/auth/login/", body.clone(), None).await.status, 200);
+    redis.stop();
+    for _ in 0..3 {
+        let r = t.client.post("/api/auth/login/", body.clone(), None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+#[tokio::test]
+async fn malformed_and_invalid_input() {
+    let t = spawn().await;
+    let c = &t.client;
+    let r = c
+        .send_raw(axum::http::Method::POST, "/api/auth/register/", Some(b"{\"email\":".to_vec()), None, &[])
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "bad_request");
+
+    let r = c.post("/api/auth/register/", json!({"email": "x@example.com"}), None).await;
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["error"]["fields"]["password"][0], "This field is required.");
+
+    let r = c
+        .post(
+            "/api/auth/register/",
+            json!({"email": "not-an-email", "password": "short", "timezone": "Mars/Base"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let fields = &r.json()["error"]["fields"];
+    for f in ["email", "password", "timezone"] {
+        assert!(fields[f].is_array(), "{f} in {fields}");
+    }
+
+    let r = c.post("/api/auth/login/", json!({"email": 5, "password": "x"}), None).await;
+    assert_eq!(r.status, 422);
+    assert!(r.json()["error"]["fields"]["email"].is_array());
+
+    let r = c
+        .send_raw(
+            axum::http::Method::POST,
+            "/api/auth/login/",
+            Some(b"email=a".to_vec()),
+            None,
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+
+    // Duplicate email.
+    t.register("ivy@example.com", "ivy-password").await;
+    let r = c
+        .post("/api/auth/register/", json!({"email": "IVY@example.com", "password": "other-password"}), None)
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "email_taken");
+
+    // Unknown fields on PATCH me are refused, not silently dropped.
+    let (token, _) = t.register("jo@example.com", "jo-password").await;
+    let r = c.patch("/api/auth/me/", json!({"email": "new@example.com"}), Some(&token)).await;
+    assert_eq!(r.status, 422);
+    let r = c.patch("/api/auth/me/", json!({"preferences": [1, 2]}), Some(&token)).await;
+    assert_eq!(r.status, 422);
+}
+
+#[tokio::test]
+async fn oversized_bodies_are_rejected() {
+    let t = spawn().await;
+    let big = json!({"email": "k@example.com", "password": "x".repeat(64 * 1024)});
+    let r = t.client.post("/api/auth/register/", big, None).await;
+    assert_eq!(r.status, 413);
+    assert_eq!(r.error_code(), "payload_too_large");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&t.db.pool).await.unwrap();
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
+async fn tokens_only_reach_their_own_account() {
+    let t = spawn().await;
+    let c = &t.client;
+    let (a_token, a_id) = t.register("amy@example.com", "amy-password").await;
+    let (b_token, b_id) = t.register("ben@example.com", "ben-password").await;
+    assert_eq!(c.get("/api/auth/me/", Some(&b_token)).await.json()["id"], b_id);
+
+    // B cannot delete or re-password A's account, even knowing A's password.
+    let r = c.delete("/api/auth/account/", Some(json!({"password": "amy-password"})), Some(&b_token)).await;
+    assert_eq!(r.status, 422);
+    let r = c
+        .post(
+            "/api/auth/change-password/",
+            json!({"current_password": "amy-password", "new_password": "stolen-password"}),
+            Some(&b_token),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    // A's code does not verify B.
+    let a_code = t.code_from_outbox("amy@example.com", "verify_email").await;
+    let r = c.post("/api/auth/verify-email/", json!({"code": a_code}), Some(&b_token)).await;
+    assert_eq!(r.status, 400);
+    // B logging out does not log A out.
+    assert_eq!(c.post("/api/auth/logout/", json!({}), Some(&b_token)).await.status, 204);
+    let me = c.get("/api/auth/me/", Some(&a_token)).await;
+    assert_eq!(me.status, 200);
+    assert_eq!(me.json()["id"], a_id);
+    assert_eq!(me.json()["email_verified"], false);
+
+    // No token, a malformed header, a made-up token.
+    assert_eq!(c.get("/api/auth/me/", None).await.status, 401);
+    let r = c
+        .send_raw(axum::http::Method::GET, "/api/auth/me/", None, None, &[("authorization", "Basic abc")])
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(c.get("/api/auth/me/", Some("made-up")).await.status, 401);
+    // Bearer works like Token.
+    let r = c
+        .send_raw(
+            axum::http::Method::GET,
+            "/api/auth/me/",
+            None,
+            None,
+            &[("authorization", &format!("Bearer {a_token}"))],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let _: Value = r.json();
+}
+
+#[tokio::test]
+async fn expired_tokens_are_refused() {
+    let t = spawn().await;
+    let (token, user_id) = t.register("kim@example.com", "kim-password").await;
+    sqlx::query("UPDATE auth_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&t.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(t.client.get("/api/auth/me/", Some(&token)).await.status, 401);
+}
+
+#[test]
+fn missing_configuration_is_named_at_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_api-auth"))
+        .env_clear()
+        .env("TOKEN_TTL_DAYS", "forever")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("DATABASE_URL is not set"), "{err}");
+    assert!(err.contains("TOKEN_TTL_DAYS is malformed"), "{err}");
+}

@@ -1,0 +1,266 @@
+//! Typed configuration from the environment.
+//!
+//! Every function reads what it needs through an [`Env`] reader, which
+//! collects *every* missing or malformed variable and fails once, at cold
+//! start, with a message naming them all — never one at a time, never later
+//! in a request.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A value that must never be printed (passwords, URLs with credentials).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret<T>(T);
+
+impl<T> Secret<T> {
+    /// Wraps a value.
+    pub fn new(value: T) -> Self {
+        Self(value)
+    }
+    /// The wrapped value; call only where it is used, never to log it.
+    pub fn expose(&self) -> &T {
+        &self.0
+    }
+}
+
+impl<T> fmt::Debug for Secret<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The error returned when configuration is incomplete: it names every bad
+/// variable.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {}", .problems.join("; "))]
+pub struct ConfigError {
+    /// One line per variable that is missing or malformed.
+    pub problems: Vec<String>,
+}
+
+/// Collects configuration from an environment (the process environment, or a
+/// map in tests), remembering every problem until [`Env::finish`].
+pub struct Env {
+    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    problems: Vec<String>,
+}
+
+impl Default for Env {
+    fn default() -> Self {
+        Self::from_process()
+    }
+}
+
+impl Env {
+    /// Reads from the process environment.
+    pub fn from_process() -> Self {
+        Self::from_fn(|k| std::env::var(k).ok())
+    }
+
+    /// Reads from a list of pairs (tests).
+    pub fn from_pairs<I, K, V>(pairs: I) -> Self
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: Into<String>,
+        V: Into<String>,
+    {
+        let map: std::collections::HashMap<String, String> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect();
+        Self::from_fn(move |k| map.get(k).cloned())
+    }
+
+    fn from_fn(f: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        Self {
+            lookup: Box::new(f),
+            problems: Vec::new(),
+        }
+    }
+
+    fn raw(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    /// A variable that must be present and parse as `T`.
+    pub fn required<T: FromStr>(&mut self, name: &str) -> Option<T>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(name) {
+            None => {
+                self.problems.push(format!("{name} is not set"));
+                None
+            }
+            Some(v) => self.parse(name, &v),
+        }
+    }
+
+    /// A secret variable that must be present.
+    pub fn required_secret(&mut self, name: &str) -> Option<Secret<String>> {
+        self.required::<String>(name).map(Secret::new)
+    }
+
+    /// A variable that may be absent; present but malformed is an error.
+    pub fn optional<T: FromStr>(&mut self, name: &str) -> Option<T>
+    where
+        T::Err: fmt::Display,
+    {
+        let v = self.raw(name)?;
+        self.parse(name, &v)
+    }
+
+    /// A variable with a default when absent; present but malformed is an
+    /// error.
+    pub fn or<T: FromStr>(&mut self, name: &str, default: T) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        match self.raw(name) {
+            None => default,
+            Some(v) => self.parse(name, &v).unwrap_or(default),
+        }
+    }
+
+    /// A boolean flag (`true/false/1/0/yes/no/on/off`), default when absent.
+    pub fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.raw(name).map(|v| v.to_ascii_lowercase()) {
+            None => default,
+            Some(v) => match v.as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    self.problems
+                        .push(format!("{name} must be true or false, got {v:?}"));
+                    default
+                }
+            },
+        }
+    }
+
+    /// Records a problem found while checking values together.
+    pub fn problem(&mut self, message: impl Into<String>) {
+        self.problems.push(message.into());
+    }
+
+    fn parse<T: FromStr>(&mut self, name: &str, v: &str) -> Option<T>
+    where
+        T::Err: fmt::Display,
+    {
+        match v.trim().parse::<T>() {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.problems.push(format!("{name} is malformed: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Ends reading: `Err` names every problem seen.
+    pub fn finish(self) -> Result<(), ConfigError> {
+        if self.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                problems: self.problems,
+            })
+        }
+    }
+}
+
+/// Database settings shared by every function that uses Postgres.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    /// `DATABASE_URL`: the Postgres connection string.
+    pub url: Secret<String>,
+    /// `DATABASE_MAX_CONNECTIONS` (default 5): pool size per process.
+    pub max_connections: u32,
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS` (default 5000).
+    pub acquire_timeout_ms: u64,
+}
+
+impl DbConfig {
+    /// Reads `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`,
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS`.
+    pub fn read(env: &mut Env) -> Option<Self> {
+        let url = env.required_secret("DATABASE_URL");
+        let max_connections = env.or("DATABASE_MAX_CONNECTIONS", 5u32);
+        let acquire_timeout_ms = env.or("DATABASE_ACQUIRE_TIMEOUT_MS", 5000u64);
+        if let Some(u) = &url {
+            if !(u.expose().starts_with("postgres://") || u.expose().starts_with("postgresql://")) {
+                env.problem("DATABASE_URL must start with postgres:// or postgresql://");
+            }
+        }
+        Some(Self {
+            url: url?,
+            max_connections,
+            acquire_timeout_ms,
+        })
+    }
+}
+
+/// Settings of the public app that emails and links refer to.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// `APP_NAME` (default "honeyDue").
+    pub name: String,
+    /// `APP_BASE_URL` (default `http://localhost:3000`): links in emails.
+    pub base_url: String,
+    /// `MAIL_FROM` (default `honeyDue <noreply@honeydue.local>`).
+    pub mail_from: String,
+    /// `TOKEN_TTL_DAYS` (default 365): lifetime of an app login token.
+    pub token_ttl_days: i64,
+}
+
+impl AppConfig {
+    /// Reads the app's public settings; all have defaults.
+    pub fn read(env: &mut Env) -> Self {
+        let base_url: String = env.or("APP_BASE_URL", "http://localhost:3000".to_string());
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            env.problem("APP_BASE_URL must start with http:// or https://");
+        }
+        let token_ttl_days = env.or("TOKEN_TTL_DAYS", 365i64);
+        if !(1..=3650).contains(&token_ttl_days) {
+            env.problem("TOKEN_TTL_DAYS must be between 1 and 3650");
+        }
+        Self {
+            name: env.or("APP_NAME", "honeyDue".to_string()),
+            base_url: base_url.trim_end_matches('/').to_string(),
+            mail_from: env.or("MAIL_FROM", "honeyDue <noreply@honeydue.local>".to_string()),
+            token_ttl_days,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_every_missing_and_malformed_variable() {
+        let mut env = Env::from_pairs([("DATABASE_MAX_CONNECTIONS", "many")]);
+        let db = DbConfig::read(&mut env);
+        let flag = env.flag("FLAG", false);
+        let err = env.finish().unwrap_err().to_string();
+        assert!(db.is_none());
+        assert!(!flag);
+        assert!(err.contains("DATABASE_URL is not set"), "{err}");
+        assert!(err.contains("DATABASE_MAX_CONNECTIONS is malformed"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let s = Secret::new("hunter2".to_string());
+        assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+
+    #[test]
+    fn defaults_apply_when_absent() {
+        let mut env = Env::from_pairs([("DATABASE_URL", "postgres://x/y")]);
+        let db = DbConfig::read(&mut env).unwrap();
+        let app = AppConfig::read(&mut env);
+        env.finish().unwrap();
+        assert_eq!(db.max_connections, 5);
+        assert_eq!(app.token_ttl_days, 365);
+    }
+}

@@ -1,0 +1,52 @@
+//! The Postgres pool, the embedded migrations and the schema check a
+//! function runs at init.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+use crate::config::DbConfig;
+
+/// Every migration in `migrations/`, embedded. Only the `migrate` function
+/// applies them; every other function only checks them.
+pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
+
+/// Builds the pool once per process. Lazy: no connection is opened until the
+/// first query, so init stays fast and a database hiccup at cold start is not
+/// fatal by itself.
+pub fn pool(cfg: &DbConfig) -> anyhow::Result<PgPool> {
+    PgPoolOptions::new()
+        .max_connections(cfg.max_connections)
+        .acquire_timeout(Duration::from_millis(cfg.acquire_timeout_ms))
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_lazy(cfg.url.expose())
+        .context("DATABASE_URL is not a valid Postgres URL")
+}
+
+/// The newest migration version this code was built with.
+pub fn expected_schema_version() -> i64 {
+    MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
+/// Fails when the database has not had every migration this code needs.
+///
+/// A function calls this at init: a pod whose code is newer than its schema
+/// reports an init error (and so is never ready) instead of failing requests.
+pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
+    let expected = expected_schema_version();
+    let applied: Option<i64> = sqlx::query_scalar(
+        "SELECT max(version) FROM _sqlx_migrations WHERE success",
+    )
+    .fetch_one(pool)
+    .await
+    .context("reading applied migrations (has the migrate function run?)")?;
+    let applied = applied.unwrap_or(0);
+    if applied < expected {
+        anyhow::bail!(
+            "database schema is at version {applied}, this code needs {expected}: run the migrate function"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,249 @@
+//! The one error type every handler returns, and its JSON form:
+//! `{"error": {"code": "...", "message": "...", "fields": {...}}}`.
+//!
+//! Each variant documents its status. Internal errors are logged once, here,
+//! and clients see only a generic message.
+
+use std::collections::BTreeMap;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Field name -> what is wrong with it.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// Result alias for handlers and the shared helpers they call.
+pub type AppResult<T> = Result<T, AppError>;
+
+/// Every failure a client can see.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// 400: the request cannot be read (malformed JSON, bad query string).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 400 with a specific code (for example `invalid_code`).
+    #[error("{message}")]
+    BadRequestCode {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// 422: the request was read but fields are invalid.
+    #[error("validation failed")]
+    Validation(FieldErrors),
+    /// 401: no valid credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: authenticated but not allowed.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 403 `limit_exceeded`: the subscription tier's limit is reached.
+    #[error("limit for {resource} reached ({usage}/{limit})")]
+    LimitExceeded {
+        /// What is limited (`residences`, `tasks`, ...).
+        resource: String,
+        /// The tier's limit.
+        limit: i64,
+        /// Current usage.
+        usage: i64,
+    },
+    /// 404: absent, or outside what the caller may see.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: conflicts with existing state.
+    #[error("{message}")]
+    Conflict {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Human-readable explanation.
+        message: String,
+    },
+    /// 413: body over the limit.
+    #[error("request body is larger than {limit_bytes} bytes")]
+    PayloadTooLarge {
+        /// The limit that applies.
+        limit_bytes: usize,
+    },
+    /// 429: rate limited; retry after the given number of seconds.
+    #[error("too many attempts; try again in {retry_after_secs} seconds")]
+    RateLimited {
+        /// Seconds until the window resets.
+        retry_after_secs: u64,
+    },
+    /// 503: a dependency the request needs is unavailable.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: anything unexpected; details are logged, never shown.
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    /// A 422 with one field error.
+    pub fn field(field: &str, message: impl Into<String>) -> Self {
+        let mut fields = FieldErrors::new();
+        fields.insert(field.to_string(), vec![message.into()]);
+        AppError::Validation(fields)
+    }
+
+    /// A 409 with a code.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) | AppError::BadRequestCode { .. } => StatusCode::BAD_REQUEST,
+            AppError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) | AppError::LimitExceeded { .. } => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict { .. } => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AppError::BadRequest(_) => "bad_request",
+            AppError::BadRequestCode { code, .. } => code,
+            AppError::Validation(_) => "validation_failed",
+            AppError::Unauthorized(_) => "unauthorized",
+            AppError::Forbidden(_) => "forbidden",
+            AppError::LimitExceeded { .. } => "limit_exceeded",
+            AppError::NotFound(_) => "not_found",
+            AppError::Conflict { code, .. } => code,
+            AppError::PayloadTooLarge { .. } => "payload_too_large",
+            AppError::RateLimited { .. } => "rate_limited",
+            AppError::Unavailable(_) => "unavailable",
+            AppError::Internal(_) => "internal_error",
+        }
+    }
+}
+
+impl From<sqlx::Error> for AppError {
+    fn from(e: sqlx::Error) -> Self {
+        AppError::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: ErrorBody<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fields: Option<&'a FieldErrors>,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<serde_json::Value>,
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let message = match &self {
+            AppError::Internal(e) => {
+                // Logged once, here, where it is handled.
+                tracing::error!(error = ?e, "internal error");
+                "An internal error occurred.".to_string()
+            }
+            AppError::Validation(_) => "Some fields are invalid.".to_string(),
+            other => other.to_string(),
+        };
+        let extra = match &self {
+            AppError::LimitExceeded {
+                resource,
+                limit,
+                usage,
+            } => Some(serde_json::json!({"resource": resource, "limit": limit, "usage": usage})),
+            AppError::RateLimited { retry_after_secs } => {
+                Some(serde_json::json!({"retry_after": retry_after_secs}))
+            }
+            _ => None,
+        };
+        let fields = match &self {
+            AppError::Validation(f) => Some(f),
+            _ => None,
+        };
+        let body = Body {
+            error: ErrorBody {
+                code: self.code(),
+                message,
+                fields,
+                extra,
+            },
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        if let AppError::RateLimited { retry_after_secs } = &self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Token"),
+            );
+        }
+        resp
+    }
+}
+
+/// Accumulates field errors during validation, then yields
+/// [`AppError::Validation`] if any were found.
+#[derive(Debug, Default)]
+pub struct Validator {
+    fields: FieldErrors,
+}
+
+impl Validator {
+    /// A fresh validator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Records an error on `field`.
+    pub fn add(&mut self, field: &str, message: impl Into<String>) {
+        self.fields
+            .entry(field.to_string())
+            .or_default()
+            .push(message.into());
+    }
+    /// Records an error on `field` unless `ok`.
+    pub fn check(&mut self, ok: bool, field: &str, message: impl Into<String>) {
+        if !ok {
+            self.add(field, message);
+        }
+    }
+    /// Keeps the `Ok` value, or records the error on `field`.
+    pub fn take<T>(&mut self, field: &str, r: Result<T, String>) -> Option<T> {
+        match r {
+            Ok(t) => Some(t),
+            Err(m) => {
+                self.add(field, m);
+                None
+            }
+        }
+    }
+    /// `Ok(())` when nothing was recorded.
+    pub fn finish(self) -> AppResult<()> {
+        if self.fields.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::Validation(self.fields))
+        }
+    }
+}

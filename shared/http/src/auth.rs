@@ -1,0 +1,81 @@
+//! `Authorization: Token <key>` (the app's form) or `Bearer <key>`.
+
+use axum::extract::{FromRef, FromRequestParts};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use honeydue_core::auth::hash_token;
+use honeydue_core::AppError;
+use sqlx::PgPool;
+
+/// The authenticated app user behind a request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// `users.id`.
+    pub id: i64,
+    /// The user's email address.
+    pub email: String,
+    /// Whether the email address has been verified.
+    pub email_verified: bool,
+    /// IANA time zone name.
+    pub timezone: String,
+    /// `auth_tokens.id` of the token used (logout revokes it).
+    pub token_id: i64,
+}
+
+/// The token text from an `Authorization` header, if it has one of the
+/// accepted schemes.
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(AUTHORIZATION)?.to_str().ok()?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    if (scheme.eq_ignore_ascii_case("token") || scheme.eq_ignore_ascii_case("bearer"))
+        && !token.is_empty()
+        && token.len() <= 256
+    {
+        Some(token)
+    } else {
+        None
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    S: Send + Sync,
+    PgPool: FromRef<S>,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(user.clone());
+        }
+        let token = bearer_token(parts).ok_or_else(|| {
+            AppError::Unauthorized("Authentication credentials were not provided.".into())
+        })?;
+        let pool = PgPool::from_ref(state);
+        let hash = hash_token(token);
+        let row = sqlx::query!(
+            r#"SELECT t.id AS token_id, u.id AS user_id, u.email, u.timezone,
+                      (u.email_verified_at IS NOT NULL) AS "verified!"
+                 FROM auth_tokens t
+                 JOIN users u ON u.id = t.user_id
+                WHERE t.token_hash = $1
+                  AND t.revoked_at IS NULL
+                  AND t.expires_at > now()
+                  AND u.is_active"#,
+            hash
+        )
+        .fetch_optional(&pool)
+        .await?
+        .ok_or_else(|| AppError::Unauthorized("Invalid or expired token.".into()))?;
+        let user = AuthUser {
+            id: row.user_id,
+            email: row.email,
+            email_verified: row.verified,
+            timezone: row.timezone,
+            token_id: row.token_id,
+        };
+        parts.extensions.insert(user.clone());
+        Ok(user)
+    }
+}

@@ -1,0 +1,208 @@
+//! Extractors that answer bad input with our JSON errors: malformed JSON is
+//! 400, well-formed JSON with wrong or missing fields is 422 with the field
+//! named, an oversized body is 413.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use honeydue_core::{AppError, FieldErrors};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// JSON body in (validated as described above) and out.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<T, S> FromRequest<S> for Json<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type_ok = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| {
+                let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                ct == "application/json" || ct.ends_with("+json")
+            })
+            // A missing content type is read as JSON: the app's clients are
+            // not always careful, and the body is checked anyway.
+            .unwrap_or(true);
+        if !content_type_ok {
+            return Err(AppError::BadRequest(
+                "Content-Type must be application/json.".into(),
+            ));
+        }
+        let limit_bytes = req
+            .extensions()
+            .get::<crate::BodyLimit>()
+            .map(|l| l.0)
+            .unwrap_or(crate::DEFAULT_BODY_LIMIT);
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge { limit_bytes }
+            } else {
+                AppError::BadRequest("The request body could not be read.".into())
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// Parses JSON bytes into `T`, naming the failing field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(AppError::BadRequest("A JSON body is required.".into()));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(err) => {
+            let path = err.path().to_string();
+            let inner = err.into_inner();
+            use serde_json::error::Category;
+            match inner.classify() {
+                Category::Syntax | Category::Eof | Category::Io => Err(AppError::BadRequest(
+                    format!("Malformed JSON: {inner}"),
+                )),
+                Category::Data => Err(AppError::Validation(field_error(&path, &inner.to_string()))),
+            }
+        }
+    }
+}
+
+fn field_error(path: &str, message: &str) -> FieldErrors {
+    let message = message.split(" at line ").next().unwrap_or(message);
+    let mut fields = FieldErrors::new();
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let name = rest.trim_end_matches('`');
+        let full = if path == "." || path.is_empty() {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        };
+        fields.insert(full, vec!["This field is required.".into()]);
+    } else {
+        let key = if path == "." || path.is_empty() {
+            "non_field_errors".to_string()
+        } else {
+            path.to_string()
+        };
+        fields.insert(key, vec![capitalise(message)]);
+    }
+    fields
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str() + ".",
+        None => String::new(),
+    }
+}
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// A query string parsed into `T`; errors are 422 naming the parameter.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let q = parts.uri.query().unwrap_or("");
+        let de = serde_urlencoded_de(q);
+        de.map(Query)
+    }
+}
+
+fn serde_urlencoded_de<T: DeserializeOwned>(q: &str) -> Result<T, AppError> {
+    axum::extract::Query::<T>::try_from_uri(
+        &format!("/?{q}").parse().map_err(|_| AppError::BadRequest("Malformed query string.".into()))?,
+    )
+    .map(|axum::extract::Query(v)| v)
+    .map_err(|e| {
+        let text = e.body_text();
+        let text = text
+            .strip_prefix("Failed to deserialize query string: ")
+            .unwrap_or(&text)
+            .to_string();
+        let mut fields = FieldErrors::new();
+        let (key, msg) = match text.split_once(": ") {
+            Some((k, m)) if !k.contains(' ') => (k.to_string(), m.to_string()),
+            _ => ("query".to_string(), text.clone()),
+        };
+        fields.insert(key, vec![capitalise(&msg)]);
+        AppError::Validation(fields)
+    })
+}
+
+/// The caller's address as the front door saw it: API Gateway's (or the
+/// shim's) `requestContext.http.sourceIp`. `None` outside Lambda.
+pub fn client_ip(parts: &Parts) -> Option<String> {
+    use lambda_http::request::RequestContext;
+    match parts.extensions.get::<RequestContext>()? {
+        RequestContext::ApiGatewayV2(ctx) => ctx.http.source_ip.clone(),
+        RequestContext::ApiGatewayV1(ctx) => ctx.identity.source_ip.clone(),
+        RequestContext::Alb(_) => None,
+        #[allow(unreachable_patterns)]
+        _ => None,
+    }
+}
+
+/// The caller's address (see [`client_ip`]), `"unknown"` when there is none.
+#[derive(Debug, Clone)]
+pub struct ClientIp(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(ClientIp(client_ip(parts).unwrap_or_else(|| "unknown".to_string())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[allow(dead_code)]
+    struct Login {
+        email: String,
+        age: Option<u8>,
+    }
+
+    #[test]
+    fn malformed_is_400_missing_is_422_named() {
+        assert!(matches!(parse_json::<Login>(b"{"), Err(AppError::BadRequest(_))));
+        assert!(matches!(parse_json::<Login>(b""), Err(AppError::BadRequest(_))));
+        match parse_json::<Login>(b"{}") {
+            Err(AppError::Validation(f)) => assert!(f.contains_key("email"), "{f:?}"),
+            other => panic!("{other:?}"),
+        }
+        match parse_json::<Login>(br#"{"email": 5}"#) {
+            Err(AppError::Validation(f)) => assert!(f.contains_key("email"), "{f:?}"),
+            other => panic!("{other:?}"),
+        }
+        match parse_json::<Login>(br#"{"email": "a", "age": 300}"#) {
+            Err(AppError::Validation(f)) => assert!(f.contains_key("age"), "{f:?}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Message templates: each returns subject, plain text and HTML, with every
+//! interpolated value HTML-escaped in the HTML part.
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+/// A rendered message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    /// Subject line.
+    pub subject: String,
+    /// Plain-text part.
+    pub text: String,
+    /// HTML part.
+    pub html: String,
+}
+
+fn layout(app: &str, title: &str, body_html: &str) -> String {
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title></head>\
+         <body style=\"font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;color:#222;max-width:560px;margin:0 auto;padding:24px\">\
+         <h1 style=\"font-size:20px;color:#b7791f\">{a}</h1>{body_html}\
+         <p style=\"color:#888;font-size:12px\">You received this email because of your {a} account.</p></body></html>",
+        t = escape(title),
+        a = escape(app),
+    )
+}
+
+fn greeting(first_name: &str) -> String {
+    if first_name.trim().is_empty() {
+        "Hi,".to_string()
+    } else {
+        format!("Hi {},", first_name.trim())
+    }
+}
+
+/// The email-verification code message.
+pub fn verify_email(app: &str, first_name: &str, code: &str) -> Rendered {
+    let subject = format!("Your {app} verification code: {code}");
+    let hello = greeting(first_name);
+    let text = format!(
+        "{hello}\n\nYour {app} verification code is {code}.\nIt expires in 24 hours.\n\nIf you did not create an account, ignore this email.\n"
+    );
+    let html = layout(
+        app,
+        &subject,
+        &format!(
+            "<p>{}</p><p>Your verification code is</p><p style=\"font-size:28px;letter-spacing:4px;font-weight:bold\">{}</p>\
+             <p>It expires in 24 hours. If you did not create an account, ignore this email.</p>",
+            escape(&hello),
+            escape(code)
+        ),
+    );
+    Rendered { subject, text, html }
+}
+
+/// The password-reset code message.
+pub fn password_reset(app: &str, first_name: &str, code: &str) -> Rendered {
+    let subject = format!("Your {app} password reset code");
+    let hello = greeting(first_name);
+    let text = format!(
+        "{hello}\n\nYour password reset code is {code}.\nIt expires in 15 minutes.\n\nIf you did not ask to reset your password, ignore this email; your password is unchanged.\n"
+    );
+    let html = layout(
+        app,
+        &subject,
+        &format!(
+            "<p>{}</p><p>Your password reset code is</p><p style=\"font-size:28px;letter-spacing:4px;font-weight:bold\">{}</p>\
+             <p>It expires in 15 minutes. If you did not ask to reset your password, ignore this email; your password is unchanged.</p>",
+            escape(&hello),
+            escape(code)
+        ),
+    );
+    Rendered { subject, text, html }
+}
+
+/// The notice sent after a password change or reset.
+pub fn password_changed(app: &str, first_name: &str) -> Rendered {
+    let subject = format!("Your {app} password was changed");
+    let hello = greeting(first_name);
+    let text = format!(
+        "{hello}\n\nThe password of your {app} account was just changed, and every device was signed out.\nIf this was not you, reset your password now.\n"
+    );
+    let html = layout(
+        app,
+        &subject,
+        &format!(
+            "<p>{}</p><p>The password of your account was just changed, and every device was signed out.</p>\
+             <p>If this was not you, reset your password now.</p>",
+            escape(&hello)
+        ),
+    );
+    Rendered { subject, text, html }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_parts_escape_user_text() {
+        let r = verify_email("honeyDue", "<script>x</script>", "012345");
+        assert!(r.subject.contains("012345"));
+        assert!(r.text.contains("Hi <script>x</script>,"));
+        assert!(!r.html.contains("<script>"));
+        assert!(r.html.contains("&lt;script&gt;"));
+        assert!(r.html.contains("012345"));
+    }
+
+    #[test]
+    fn greeting_without_name() {
+        assert!(password_reset("honeyDue", " ", "111111").text.starts_with("Hi,"));
+        assert!(password_changed("honeyDue", "Ann").text.starts_with("Hi Ann,"));
+    }
+}
