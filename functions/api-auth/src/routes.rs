@@ -22,19 +22,42 @@ use sqlx::PgConnection;
 
 use crate::State;
 
-
 /// Password guesses per account.
-const LOGIN_PER_ACCOUNT: Limit = Limit { scope: "login:acct", max: 10, window: Duration::from_secs(15 * 60) };
+const LOGIN_PER_ACCOUNT: Limit = Limit {
+    scope: "login:acct",
+    max: 10,
+    window: Duration::from_secs(15 * 60),
+};
 /// Password guesses per client address.
-const LOGIN_PER_IP: Limit = Limit { scope: "login:ip", max: 50, window: Duration::from_secs(15 * 60) };
+const LOGIN_PER_IP: Limit = Limit {
+    scope: "login:ip",
+    max: 50,
+    window: Duration::from_secs(15 * 60),
+};
 /// Code entries per account (verification and reset codes).
-const CODE_PER_ACCOUNT: Limit = Limit { scope: "code:acct", max: 10, window: Duration::from_secs(15 * 60) };
+const CODE_PER_ACCOUNT: Limit = Limit {
+    scope: "code:acct",
+    max: 10,
+    window: Duration::from_secs(15 * 60),
+};
 /// Code entries per client address.
-const CODE_PER_IP: Limit = Limit { scope: "code:ip", max: 30, window: Duration::from_secs(15 * 60) };
+const CODE_PER_IP: Limit = Limit {
+    scope: "code:ip",
+    max: 30,
+    window: Duration::from_secs(15 * 60),
+};
 /// Codes sent per account (resend, forgot password).
-const SEND_PER_ACCOUNT: Limit = Limit { scope: "send:acct", max: 5, window: Duration::from_secs(60 * 60) };
+const SEND_PER_ACCOUNT: Limit = Limit {
+    scope: "send:acct",
+    max: 5,
+    window: Duration::from_secs(60 * 60),
+};
 /// Codes requested per client address.
-const SEND_PER_IP: Limit = Limit { scope: "send:ip", max: 30, window: Duration::from_secs(60 * 60) };
+const SEND_PER_IP: Limit = Limit {
+    scope: "send:ip",
+    max: 30,
+    window: Duration::from_secs(60 * 60),
+};
 
 const VERIFY_TTL: chrono::Duration = chrono::Duration::hours(24);
 const RESET_CODE_TTL: chrono::Duration = chrono::Duration::minutes(15);
@@ -127,7 +150,12 @@ async fn fresh_code(
 /// Checks `code` against the user's open code of `purpose`: consumes it on a
 /// match, counts an attempt otherwise. Expired, used-up and wrong codes all
 /// answer the same 400.
-async fn redeem_code(conn: &mut PgConnection, user_id: i64, purpose: &str, code: &str) -> AppResult<()> {
+async fn redeem_code(
+    conn: &mut PgConnection,
+    user_id: i64,
+    purpose: &str,
+    code: &str,
+) -> AppResult<()> {
     let invalid = || AppError::BadRequestCode {
         code: "invalid_code",
         message: "The code is invalid or has expired. Ask for a new one.".into(),
@@ -146,19 +174,30 @@ async fn redeem_code(conn: &mut PgConnection, user_id: i64, purpose: &str, code:
     .ok_or_else(invalid)?;
     let wanted = hash_code(user_id, purpose, code);
     if row.code_hash == wanted {
-        sqlx::query!("UPDATE user_codes SET consumed_at = now() WHERE id = $1", row.id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query!(
+            "UPDATE user_codes SET consumed_at = now() WHERE id = $1",
+            row.id
+        )
+        .execute(&mut *conn)
+        .await?;
         Ok(())
     } else {
-        sqlx::query!("UPDATE user_codes SET attempts = attempts + 1 WHERE id = $1", row.id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query!(
+            "UPDATE user_codes SET attempts = attempts + 1 WHERE id = $1",
+            row.id
+        )
+        .execute(&mut *conn)
+        .await?;
         Err(invalid())
     }
 }
 
-fn outbox_email(user_id: i64, kind: &'static str, to: &str, r: templates::Rendered) -> OutgoingEmail {
+fn outbox_email(
+    user_id: i64,
+    kind: &'static str,
+    to: &str,
+    r: templates::Rendered,
+) -> OutgoingEmail {
     OutgoingEmail {
         user_id: Some(user_id),
         kind,
@@ -187,7 +226,10 @@ struct RegisterIn {
     timezone: Option<String>,
 }
 
-async fn register(S(state): S<State>, Json(body): Json<RegisterIn>) -> AppResult<impl IntoResponse> {
+async fn register(
+    S(state): S<State>,
+    Json(body): Json<RegisterIn>,
+) -> AppResult<impl IntoResponse> {
     let mut v = Validator::new();
     let email = v.take("email", Email::parse(&body.email));
     let password = v.take("password", NewPassword::parse(&body.password));
@@ -232,11 +274,18 @@ async fn register(S(state): S<State>, Json(body): Json<RegisterIn>) -> AppResult
     let token = issue_token(&mut tx, &state, user_id).await?;
     let code = fresh_code(&mut tx, user_id, "verify_email", VERIFY_TTL).await?;
     let msg = templates::verify_email(&state.cfg.app.name, &first, &code);
-    honeydue_mail::enqueue(&mut tx, &outbox_email(user_id, "verify_email", email.as_str(), msg)).await?;
+    honeydue_mail::enqueue(
+        &mut tx,
+        &outbox_email(user_id, "verify_email", email.as_str(), msg),
+    )
+    .await?;
     let user = load_user(&mut tx, user_id).await?;
     tx.commit().await?;
     tracing::info!(user_id, "registered");
-    Ok((StatusCode::CREATED, Json(json!({"token": token, "user": user}))))
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"token": token, "user": user})),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -249,7 +298,11 @@ fn invalid_credentials() -> AppError {
     AppError::Unauthorized("Invalid email or password.".into())
 }
 
-async fn login(S(state): S<State>, ClientIp(ip): ClientIp, Json(body): Json<LoginIn>) -> AppResult<Json<Value>> {
+async fn login(
+    S(state): S<State>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<LoginIn>,
+) -> AppResult<Json<Value>> {
     let email = body.email.trim().to_lowercase();
     LOGIN_PER_IP.check(&state.cache, &ip).await?;
     LOGIN_PER_ACCOUNT.check(&state.cache, &email).await?;
@@ -259,7 +312,8 @@ async fn login(S(state): S<State>, ClientIp(ip): ClientIp, Json(body): Json<Logi
     )
     .fetch_optional(&state.db)
     .await?;
-    let ok = verify_password_async(body.password, row.as_ref().map(|r| r.password_hash.clone())).await;
+    let ok =
+        verify_password_async(body.password, row.as_ref().map(|r| r.password_hash.clone())).await;
     let Some(row) = row.filter(|_| ok) else {
         return Err(invalid_credentials());
     };
@@ -272,9 +326,12 @@ async fn login(S(state): S<State>, ClientIp(ip): ClientIp, Json(body): Json<Logi
 }
 
 async fn logout(S(state): S<State>, user: AuthUser) -> AppResult<StatusCode> {
-    sqlx::query!("UPDATE auth_tokens SET revoked_at = now() WHERE id = $1", user.token_id)
-        .execute(&state.db)
-        .await?;
+    sqlx::query!(
+        "UPDATE auth_tokens SET revoked_at = now() WHERE id = $1",
+        user.token_id
+    )
+    .execute(&state.db)
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -297,11 +354,24 @@ struct MeIn {
 /// Largest `preferences` object, serialised.
 const PREFERENCES_MAX_BYTES: usize = 8 * 1024;
 
-async fn update_me(S(state): S<State>, user: AuthUser, Json(body): Json<MeIn>) -> AppResult<Json<UserOut>> {
+async fn update_me(
+    S(state): S<State>,
+    user: AuthUser,
+    Json(body): Json<MeIn>,
+) -> AppResult<Json<UserOut>> {
     let mut v = Validator::new();
-    let first = body.first_name.as_deref().and_then(|n| v.take("first_name", parse_name(n)));
-    let last = body.last_name.as_deref().and_then(|n| v.take("last_name", parse_name(n)));
-    let tz = body.timezone.as_deref().and_then(|t| v.take("timezone", TimeZone::parse(t)));
+    let first = body
+        .first_name
+        .as_deref()
+        .and_then(|n| v.take("first_name", parse_name(n)));
+    let last = body
+        .last_name
+        .as_deref()
+        .and_then(|n| v.take("last_name", parse_name(n)));
+    let tz = body
+        .timezone
+        .as_deref()
+        .and_then(|t| v.take("timezone", TimeZone::parse(t)));
     if let Some(p) = &body.preferences {
         v.check(p.is_object(), "preferences", "Must be a JSON object.");
         v.check(
@@ -346,7 +416,10 @@ async fn verify_email(
     CODE_PER_IP.check(&state.cache, &ip).await?;
     CODE_PER_ACCOUNT.check(&state.cache, &user.email).await?;
     if user.email_verified {
-        return Err(AppError::conflict("already_verified", "This email address is already verified."));
+        return Err(AppError::conflict(
+            "already_verified",
+            "This email address is already verified.",
+        ));
     }
     let mut tx = state.db.begin().await?;
     let redeemed = redeem_code(&mut tx, user.id, "verify_email", &body.code).await;
@@ -366,9 +439,16 @@ async fn verify_email(
     Ok(Json(json!({"detail": "Email verified.", "user": out})))
 }
 
-async fn resend_verification(S(state): S<State>, ClientIp(ip): ClientIp, user: AuthUser) -> AppResult<Json<Value>> {
+async fn resend_verification(
+    S(state): S<State>,
+    ClientIp(ip): ClientIp,
+    user: AuthUser,
+) -> AppResult<Json<Value>> {
     if user.email_verified {
-        return Err(AppError::conflict("already_verified", "This email address is already verified."));
+        return Err(AppError::conflict(
+            "already_verified",
+            "This email address is already verified.",
+        ));
     }
     SEND_PER_IP.check(&state.cache, &ip).await?;
     SEND_PER_ACCOUNT.check(&state.cache, &user.email).await?;
@@ -378,9 +458,15 @@ async fn resend_verification(S(state): S<State>, ClientIp(ip): ClientIp, user: A
         .await?;
     let code = fresh_code(&mut tx, user.id, "verify_email", VERIFY_TTL).await?;
     let msg = templates::verify_email(&state.cfg.app.name, &first, &code);
-    honeydue_mail::enqueue(&mut tx, &outbox_email(user.id, "verify_email", &user.email, msg)).await?;
+    honeydue_mail::enqueue(
+        &mut tx,
+        &outbox_email(user.id, "verify_email", &user.email, msg),
+    )
+    .await?;
     tx.commit().await?;
-    Ok(Json(json!({"detail": "A new verification code has been sent."})))
+    Ok(Json(
+        json!({"detail": "A new verification code has been sent."}),
+    ))
 }
 
 // ---- password reset ----------------------------------------------------------
@@ -392,7 +478,11 @@ struct ForgotIn {
 
 const FORGOT_DETAIL: &str = "If an account exists for this address, a reset code has been sent.";
 
-async fn forgot_password(S(state): S<State>, ClientIp(ip): ClientIp, Json(body): Json<ForgotIn>) -> AppResult<Json<Value>> {
+async fn forgot_password(
+    S(state): S<State>,
+    ClientIp(ip): ClientIp,
+    Json(body): Json<ForgotIn>,
+) -> AppResult<Json<Value>> {
     let email = match Email::parse(&body.email) {
         Ok(e) => e,
         Err(m) => return Err(AppError::field("email", m)),
@@ -400,7 +490,11 @@ async fn forgot_password(S(state): S<State>, ClientIp(ip): ClientIp, Json(body):
     SEND_PER_IP.check(&state.cache, &ip).await?;
     // Over the per-account limit the answer is the same; only no mail goes
     // out (the answer must not tell whether the account exists).
-    if SEND_PER_ACCOUNT.check(&state.cache, email.as_str()).await.is_err() {
+    if SEND_PER_ACCOUNT
+        .check(&state.cache, email.as_str())
+        .await
+        .is_err()
+    {
         return Ok(Json(json!({"detail": FORGOT_DETAIL})));
     }
     let mut tx = state.db.begin().await?;
@@ -413,7 +507,11 @@ async fn forgot_password(S(state): S<State>, ClientIp(ip): ClientIp, Json(body):
     if let Some(u) = user {
         let code = fresh_code(&mut tx, u.id, "reset_password", RESET_CODE_TTL).await?;
         let msg = templates::password_reset(&state.cfg.app.name, &u.first_name, &code);
-        honeydue_mail::enqueue(&mut tx, &outbox_email(u.id, "password_reset", email.as_str(), msg)).await?;
+        honeydue_mail::enqueue(
+            &mut tx,
+            &outbox_email(u.id, "password_reset", email.as_str(), msg),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Json(json!({"detail": FORGOT_DETAIL})))
@@ -456,7 +554,9 @@ async fn verify_reset_code(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    Ok(Json(json!({"reset_token": reset_token, "expires_in": RESET_TOKEN_TTL.num_seconds()})))
+    Ok(Json(
+        json!({"reset_token": reset_token, "expires_in": RESET_TOKEN_TTL.num_seconds()}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -466,7 +566,8 @@ struct ResetIn {
 }
 
 async fn reset_password(S(state): S<State>, Json(body): Json<ResetIn>) -> AppResult<Json<Value>> {
-    let password = NewPassword::parse(&body.new_password).map_err(|m| AppError::field("new_password", m))?;
+    let password =
+        NewPassword::parse(&body.new_password).map_err(|m| AppError::field("new_password", m))?;
     let hash = hash_password_async(password.expose().to_string()).await?;
     let mut tx = state.db.begin().await?;
     let row = sqlx::query!(
@@ -493,11 +594,18 @@ async fn reset_password(S(state): S<State>, Json(body): Json<ResetIn>) -> AppRes
     .await?;
     tx.commit().await?;
     tracing::info!(user_id, "password reset");
-    Ok(Json(json!({"detail": "Your password has been reset. Sign in with the new one."})))
+    Ok(Json(
+        json!({"detail": "Your password has been reset. Sign in with the new one."}),
+    ))
 }
 
 /// Stores a new password hash, revokes every token, notifies the user.
-async fn set_password(conn: &mut PgConnection, state: &State, user_id: i64, hash: &str) -> AppResult<()> {
+async fn set_password(
+    conn: &mut PgConnection,
+    state: &State,
+    user_id: i64,
+    hash: &str,
+) -> AppResult<()> {
     let u = sqlx::query!(
         "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1 RETURNING email, first_name",
         user_id,
@@ -519,7 +627,11 @@ async fn set_password(conn: &mut PgConnection, state: &State, user_id: i64, hash
     .execute(&mut *conn)
     .await?;
     let msg = templates::password_changed(&state.cfg.app.name, &u.first_name);
-    honeydue_mail::enqueue(conn, &outbox_email(user_id, "password_changed", &u.email, msg)).await?;
+    honeydue_mail::enqueue(
+        conn,
+        &outbox_email(user_id, "password_changed", &u.email, msg),
+    )
+    .await?;
     Ok(())
 }
 
@@ -531,7 +643,12 @@ struct ChangeIn {
     new_password: String,
 }
 
-async fn check_current_password(state: &State, user: &AuthUser, field: &str, password: String) -> AppResult<()> {
+async fn check_current_password(
+    state: &State,
+    user: &AuthUser,
+    field: &str,
+    password: String,
+) -> AppResult<()> {
     LOGIN_PER_ACCOUNT.check(&state.cache, &user.email).await?;
     let phc = sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", user.id)
         .fetch_one(&state.db)
@@ -543,8 +660,13 @@ async fn check_current_password(state: &State, user: &AuthUser, field: &str, pas
     }
 }
 
-async fn change_password(S(state): S<State>, user: AuthUser, Json(body): Json<ChangeIn>) -> AppResult<Json<Value>> {
-    let password = NewPassword::parse(&body.new_password).map_err(|m| AppError::field("new_password", m))?;
+async fn change_password(
+    S(state): S<State>,
+    user: AuthUser,
+    Json(body): Json<ChangeIn>,
+) -> AppResult<Json<Value>> {
+    let password =
+        NewPassword::parse(&body.new_password).map_err(|m| AppError::field("new_password", m))?;
     check_current_password(&state, &user, "current_password", body.current_password).await?;
     let hash = hash_password_async(password.expose().to_string()).await?;
     let mut tx = state.db.begin().await?;
@@ -552,7 +674,9 @@ async fn change_password(S(state): S<State>, user: AuthUser, Json(body): Json<Ch
     let token = issue_token(&mut tx, &state, user.id).await?;
     tx.commit().await?;
     tracing::info!(user_id = user.id, "password changed");
-    Ok(Json(json!({"detail": "Password changed; other sessions were signed out.", "token": token})))
+    Ok(Json(
+        json!({"detail": "Password changed; other sessions were signed out.", "token": token}),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -560,7 +684,11 @@ struct DeleteIn {
     password: String,
 }
 
-async fn delete_account(S(state): S<State>, user: AuthUser, Json(body): Json<DeleteIn>) -> AppResult<StatusCode> {
+async fn delete_account(
+    S(state): S<State>,
+    user: AuthUser,
+    Json(body): Json<DeleteIn>,
+) -> AppResult<StatusCode> {
     check_current_password(&state, &user, "password", body.password).await?;
     // Everything the user owns hangs off users with ON DELETE CASCADE.
     sqlx::query!("DELETE FROM users WHERE id = $1", user.id)
@@ -569,4 +697,3 @@ async fn delete_account(S(state): S<State>, user: AuthUser, Json(body): Json<Del
     tracing::info!(user_id = user.id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }
-

@@ -47,7 +47,10 @@ impl TestApp {
             .await;
         assert_eq!(r.status, 201, "{}", r.text());
         let j = r.json();
-        (j["token"].as_str().unwrap().to_string(), j["user"]["id"].as_i64().unwrap())
+        (
+            j["token"].as_str().unwrap().to_string(),
+            j["user"]["id"].as_i64().unwrap(),
+        )
     }
 
     /// The code in the newest outbox email of `kind` to `email`.
@@ -67,7 +70,11 @@ impl TestApp {
     }
 
     async fn count(&self, sql: &str, id: i64) -> i64 {
-        sqlx::query_scalar(sql).bind(id).fetch_one(&self.db.pool).await.unwrap()
+        sqlx::query_scalar(sql)
+            .bind(id)
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap()
     }
 }
 
@@ -87,15 +94,33 @@ async fn full_journey() {
     let code = t.code_from_outbox(email, "verify_email").await;
 
     // Verify.
-    let r = c.post("/api/auth/verify-email/", json!({"code": code}), Some(&token)).await;
+    let r = c
+        .post(
+            "/api/auth/verify-email/",
+            json!({"code": code}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["user"]["email_verified"], true);
-    let r = c.post("/api/auth/verify-email/", json!({"code": code}), Some(&token)).await;
+    let r = c
+        .post(
+            "/api/auth/verify-email/",
+            json!({"code": code}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(r.status, 409);
     assert_eq!(r.error_code(), "already_verified");
 
     // Login, me, patch me.
-    let r = c.post("/api/auth/login/", json!({"email": email, "password": "first-password"}), None).await;
+    let r = c
+        .post(
+            "/api/auth/login/",
+            json!({"email": email, "password": "first-password"}),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let login_token = r.json()["token"].as_str().unwrap().to_string();
     assert_ne!(login_token, token);
@@ -125,50 +150,136 @@ async fn full_journey() {
     for old in [&token, &login_token] {
         assert_eq!(c.get("/api/auth/me/", Some(old)).await.status, 401);
     }
-    assert_eq!(c.get("/api/auth/me/", Some(&changed_token)).await.status, 200);
-    let r = c.post("/api/auth/login/", json!({"email": email, "password": "first-password"}), None).await;
+    assert_eq!(
+        c.get("/api/auth/me/", Some(&changed_token)).await.status,
+        200
+    );
+    let r = c
+        .post(
+            "/api/auth/login/",
+            json!({"email": email, "password": "first-password"}),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 401);
 
     // Reset password by code.
-    let r = c.post("/api/auth/forgot-password/", json!({"email": email}), None).await;
+    let r = c
+        .post("/api/auth/forgot-password/", json!({"email": email}), None)
+        .await;
     assert_eq!(r.status, 200);
     let code = t.code_from_outbox(email, "password_reset").await;
-    let r = c.post("/api/auth/verify-reset-code/", json!({"email": email, "code": code}), None).await;
+    let r = c
+        .post(
+            "/api/auth/verify-reset-code/",
+            json!({"email": email, "code": code}),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let reset_token = r.json()["reset_token"].as_str().unwrap().to_string();
     let r = c
-        .post("/api/auth/reset-password/", json!({"reset_token": reset_token, "new_password": "third-password"}), None)
+        .post(
+            "/api/auth/reset-password/",
+            json!({"reset_token": reset_token, "new_password": "third-password"}),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert_eq!(c.get("/api/auth/me/", Some(&changed_token)).await.status, 401, "reset revokes all tokens");
+    assert_eq!(
+        c.get("/api/auth/me/", Some(&changed_token)).await.status,
+        401,
+        "reset revokes all tokens"
+    );
     let r = c
-        .post("/api/auth/reset-password/", json!({"reset_token": reset_token, "new_password": "fourth-password"}), None)
+        .post(
+            "/api/auth/reset-password/",
+            json!({"reset_token": reset_token, "new_password": "fourth-password"}),
+            None,
+        )
         .await;
     assert_eq!(r.status, 400, "a reset token works once");
     assert_eq!(r.error_code(), "invalid_token");
-    let r = c.post("/api/auth/login/", json!({"email": email, "password": "third-password"}), None).await;
+    let r = c
+        .post(
+            "/api/auth/login/",
+            json!({"email": email, "password": "third-password"}),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 200);
     let final_token = r.json()["token"].as_str().unwrap().to_string();
 
     // Logout revokes the token used.
-    let r = c.post("/api/auth/logout/", json!({}), Some(&final_token)).await;
+    let r = c
+        .post("/api/auth/logout/", json!({}), Some(&final_token))
+        .await;
     assert_eq!(r.status, 204);
     assert_eq!(c.get("/api/auth/me/", Some(&final_token)).await.status, 401);
 
     // Delete the account: the user's rows are gone.
-    let r = c.post("/api/auth/login/", json!({"email": email, "password": "third-password"}), None).await;
+    let r = c
+        .post(
+            "/api/auth/login/",
+            json!({"email": email, "password": "third-password"}),
+            None,
+        )
+        .await;
     let token = r.json()["token"].as_str().unwrap().to_string();
-    let r = c.delete("/api/auth/account/", Some(json!({"password": "wrong-password"})), Some(&token)).await;
+    let r = c
+        .delete(
+            "/api/auth/account/",
+            Some(json!({"password": "wrong-password"})),
+            Some(&token),
+        )
+        .await;
     assert_eq!(r.status, 422);
     assert!(r.json()["error"]["fields"]["password"].is_array());
-    let r = c.delete("/api/auth/account/", Some(json!({"password": "third-password"})), Some(&token)).await;
+    let r = c
+        .delete(
+            "/api/auth/account/",
+            Some(json!({"password": "third-password"})),
+            Some(&token),
+        )
+        .await;
     assert_eq!(r.status, 204, "{}", r.text());
-    assert_eq!(t.count("SELECT count(*) FROM users WHERE id = $1", user_id).await, 0);
-    assert_eq!(t.count("SELECT count(*) FROM auth_tokens WHERE user_id = $1", user_id).await, 0);
-    assert_eq!(t.count("SELECT count(*) FROM user_codes WHERE user_id = $1", user_id).await, 0);
-    assert_eq!(t.count("SELECT count(*) FROM email_outbox WHERE user_id = $1", user_id).await, 0);
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE id = $1", user_id)
+            .await,
+        0
+    );
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM auth_tokens WHERE user_id = $1",
+            user_id
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM user_codes WHERE user_id = $1",
+            user_id
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM email_outbox WHERE user_id = $1",
+            user_id
+        )
+        .await,
+        0
+    );
     assert_eq!(c.get("/api/auth/me/", Some(&token)).await.status, 401);
-    let r = c.post("/api/auth/login/", json!({"email": email, "password": "third-password"}), None).await;
+    let r = c
+        .post(
+            "/api/auth/login/",
+            json!({"email": email, "password": "third-password"}),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 401);
 }
 
@@ -178,19 +289,41 @@ async fn wrong_password_and_unknown_email_look_the_same() {
     t.register("bob@example.com", "bob-password").await;
     let wrong = t
         .client
-        .post("/api/auth/login/", json!({"email": "bob@example.com", "password": "nope-nope"}), None)
+        .post(
+            "/api/auth/login/",
+            json!({"email": "bob@example.com", "password": "nope-nope"}),
+            None,
+        )
         .await;
     let unknown = t
         .client
-        .post("/api/auth/login/", json!({"email": "nobody@example.com", "password": "nope-nope"}), None)
+        .post(
+            "/api/auth/login/",
+            json!({"email": "nobody@example.com", "password": "nope-nope"}),
+            None,
+        )
         .await;
     assert_eq!(wrong.status, 401);
     assert_eq!(unknown.status, 401);
     assert_eq!(wrong.json(), unknown.json());
     assert_eq!(wrong.error_code(), "unauthorized");
     // Forgot-password does not tell either.
-    let a = t.client.post("/api/auth/forgot-password/", json!({"email": "bob@example.com"}), None).await;
-    let b = t.client.post("/api/auth/forgot-password/", json!({"email": "nobody@example.com"}), None).await;
+    let a = t
+        .client
+        .post(
+            "/api/auth/forgot-password/",
+            json!({"email": "bob@example.com"}),
+            None,
+        )
+        .await;
+    let b = t
+        .client
+        .post(
+            "/api/auth/forgot-password/",
+            json!({"email": "nobody@example.com"}),
+            None,
+        )
+        .await;
     assert_eq!((a.status, a.json()), (b.status, b.json()));
 }
 
@@ -202,42 +335,75 @@ async fn expired_reused_and_guessed_codes_are_refused() {
 
     // Expired.
     let code = t.code_from_outbox("cy@example.com", "verify_email").await;
-    sqlx::query("UPDATE user_codes SET expires_at = now() - interval '1 second' WHERE user_id = $1")
-        .bind(user_id)
-        .execute(&t.db.pool)
-        .await
-        .unwrap();
-    let r = c.post("/api/auth/verify-email/", json!({"code": code}), Some(&token)).await;
+    sqlx::query(
+        "UPDATE user_codes SET expires_at = now() - interval '1 second' WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .execute(&t.db.pool)
+    .await
+    .unwrap();
+    let r = c
+        .post(
+            "/api/auth/verify-email/",
+            json!({"code": code}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "invalid_code");
 
     // A resent code replaces the old one; five wrong guesses burn it.
-    let r = c.post("/api/auth/resend-verification/", json!({}), Some(&token)).await;
+    let r = c
+        .post("/api/auth/resend-verification/", json!({}), Some(&token))
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
     let code = t.code_from_outbox("cy@example.com", "verify_email").await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
     for _ in 0..5 {
-        let r = c.post("/api/auth/verify-email/", json!({"code": wrong}), Some(&token)).await;
+        let r = c
+            .post(
+                "/api/auth/verify-email/",
+                json!({"code": wrong}),
+                Some(&token),
+            )
+            .await;
         assert_eq!(r.status, 400);
     }
-    let r = c.post("/api/auth/verify-email/", json!({"code": code}), Some(&token)).await;
+    let r = c
+        .post(
+            "/api/auth/verify-email/",
+            json!({"code": code}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(r.status, 400, "attempt-limited code must be dead");
 
     // Reset codes: a used code cannot be used again.
-    c.post("/api/auth/forgot-password/", json!({"email": "cy@example.com"}), None).await;
+    c.post(
+        "/api/auth/forgot-password/",
+        json!({"email": "cy@example.com"}),
+        None,
+    )
+    .await;
     let code = t.code_from_outbox("cy@example.com", "password_reset").await;
     let body = json!({"email": "cy@example.com", "code": code});
-    assert_eq!(c.post("/api/auth/verify-reset-code/", body.clone(), None).await.status, 200);
+    assert_eq!(
+        c.post("/api/auth/verify-reset-code/", body.clone(), None)
+            .await
+            .status,
+        200
+    );
     let r = c.post("/api/auth/verify-reset-code/", body, None).await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "invalid_code");
 
     // Codes are stored hashed.
-    let stored: Vec<Vec<u8>> = sqlx::query_scalar("SELECT code_hash FROM user_codes WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_all(&t.db.pool)
-        .await
-        .unwrap();
+    let stored: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT code_hash FROM user_codes WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(&t.db.pool)
+            .await
+            .unwrap();
     assert!(stored.iter().all(|h| h.len() == 32 && h != code.as_bytes()));
 }
 
@@ -245,11 +411,12 @@ async fn expired_reused_and_guessed_codes_are_refused() {
 async fn tokens_are_stored_hashed() {
     let t = spawn().await;
     let (token, user_id) = t.register("dee@example.com", "dee-password").await;
-    let hashes: Vec<Vec<u8>> = sqlx::query_scalar("SELECT token_hash FROM auth_tokens WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_all(&t.db.pool)
-        .await
-        .unwrap();
+    let hashes: Vec<Vec<u8>> =
+        sqlx::query_scalar("SELECT token_hash FROM auth_tokens WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_all(&t.db.pool)
+            .await
+            .unwrap();
     assert_eq!(hashes, vec![honeydue_core::auth::hash_token(&token)]);
     let phc: String = sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
         .bind(user_id)
@@ -268,7 +435,11 @@ async fn brute_force_hits_the_rate_limit() {
     for _ in 0..12 {
         let r = t
             .client
-            .post("/api/auth/login/", json!({"email": "eve@example.com", "password": "guess-guess"}), None)
+            .post(
+                "/api/auth/login/",
+                json!({"email": "eve@example.com", "password": "guess-guess"}),
+                None,
+            )
             .await;
         statuses.push(r.status.as_u16());
         if r.status == 429 {
@@ -283,7 +454,11 @@ async fn brute_force_hits_the_rate_limit() {
     // account, not per guess outcome.
     let r = t
         .client
-        .post("/api/auth/login/", json!({"email": "eve@example.com", "password": "eve-password"}), None)
+        .post(
+            "/api/auth/login/",
+            json!({"email": "eve@example.com", "password": "eve-password"}),
+            None,
+        )
         .await;
     assert_eq!(r.status, 429);
 
@@ -293,7 +468,11 @@ async fn brute_force_hits_the_rate_limit() {
     for _ in 0..11 {
         last = t
             .client
-            .post("/api/auth/verify-email/", json!({"code": "999999"}), Some(&token))
+            .post(
+                "/api/auth/verify-email/",
+                json!({"code": "999999"}),
+                Some(&token),
+            )
             .await
             .status
             .as_u16();
@@ -308,7 +487,11 @@ async fn redis_down_login_still_works() {
     t.register("gil@example.com", "gil-password").await;
     let r = t
         .client
-        .post("/api/auth/login/", json!({"email": "gil@example.com", "password": "gil-password"}), None)
+        .post(
+            "/api/auth/login/",
+            json!({"email": "gil@example.com", "password": "gil-password"}),
+            None,
+        )
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
 
@@ -317,7 +500,13 @@ async fn redis_down_login_still_works() {
     let t = spawn_with_redis(Some(redis.url())).await;
     t.register("hal@example.com", "hal-password").await;
     let body = json!({"email": "hal@example.com", "password": "hal-password"});
-    assert_eq!(t.client.post("/api/auth/login/", body.clone(), None).await.status, 200);
+    assert_eq!(
+        t.client
+            .post("/api/auth/login/", body.clone(), None)
+            .await
+            .status,
+        200
+    );
     redis.stop();
     for _ in 0..3 {
         let r = t.client.post("/api/auth/login/", body.clone(), None).await;
@@ -330,14 +519,29 @@ async fn malformed_and_invalid_input() {
     let t = spawn().await;
     let c = &t.client;
     let r = c
-        .send_raw(axum::http::Method::POST, "/api/auth/register/", Some(b"{\"email\":".to_vec()), None, &[])
+        .send_raw(
+            axum::http::Method::POST,
+            "/api/auth/register/",
+            Some(b"{\"email\":".to_vec()),
+            None,
+            &[],
+        )
         .await;
     assert_eq!(r.status, 400);
     assert_eq!(r.error_code(), "bad_request");
 
-    let r = c.post("/api/auth/register/", json!({"email": "x@example.com"}), None).await;
+    let r = c
+        .post(
+            "/api/auth/register/",
+            json!({"email": "x@example.com"}),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 422);
-    assert_eq!(r.json()["error"]["fields"]["password"][0], "This field is required.");
+    assert_eq!(
+        r.json()["error"]["fields"]["password"][0],
+        "This field is required."
+    );
 
     let r = c
         .post(
@@ -352,7 +556,13 @@ async fn malformed_and_invalid_input() {
         assert!(fields[f].is_array(), "{f} in {fields}");
     }
 
-    let r = c.post("/api/auth/login/", json!({"email": 5, "password": "x"}), None).await;
+    let r = c
+        .post(
+            "/api/auth/login/",
+            json!({"email": 5, "password": "x"}),
+            None,
+        )
+        .await;
     assert_eq!(r.status, 422);
     assert!(r.json()["error"]["fields"]["email"].is_array());
 
@@ -370,16 +580,32 @@ async fn malformed_and_invalid_input() {
     // Duplicate email.
     t.register("ivy@example.com", "ivy-password").await;
     let r = c
-        .post("/api/auth/register/", json!({"email": "IVY@example.com", "password": "other-password"}), None)
+        .post(
+            "/api/auth/register/",
+            json!({"email": "IVY@example.com", "password": "other-password"}),
+            None,
+        )
         .await;
     assert_eq!(r.status, 409);
     assert_eq!(r.error_code(), "email_taken");
 
     // Unknown fields on PATCH me are refused, not silently dropped.
     let (token, _) = t.register("jo@example.com", "jo-password").await;
-    let r = c.patch("/api/auth/me/", json!({"email": "new@example.com"}), Some(&token)).await;
+    let r = c
+        .patch(
+            "/api/auth/me/",
+            json!({"email": "new@example.com"}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(r.status, 422);
-    let r = c.patch("/api/auth/me/", json!({"preferences": [1, 2]}), Some(&token)).await;
+    let r = c
+        .patch(
+            "/api/auth/me/",
+            json!({"preferences": [1, 2]}),
+            Some(&token),
+        )
+        .await;
     assert_eq!(r.status, 422);
 }
 
@@ -390,7 +616,10 @@ async fn oversized_bodies_are_rejected() {
     let r = t.client.post("/api/auth/register/", big, None).await;
     assert_eq!(r.status, 413);
     assert_eq!(r.error_code(), "payload_too_large");
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(&t.db.pool).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&t.db.pool)
+        .await
+        .unwrap();
     assert_eq!(n, 0);
 }
 
@@ -400,10 +629,19 @@ async fn tokens_only_reach_their_own_account() {
     let c = &t.client;
     let (a_token, a_id) = t.register("amy@example.com", "amy-password").await;
     let (b_token, b_id) = t.register("ben@example.com", "ben-password").await;
-    assert_eq!(c.get("/api/auth/me/", Some(&b_token)).await.json()["id"], b_id);
+    assert_eq!(
+        c.get("/api/auth/me/", Some(&b_token)).await.json()["id"],
+        b_id
+    );
 
     // B cannot delete or re-password A's account, even knowing A's password.
-    let r = c.delete("/api/auth/account/", Some(json!({"password": "amy-password"})), Some(&b_token)).await;
+    let r = c
+        .delete(
+            "/api/auth/account/",
+            Some(json!({"password": "amy-password"})),
+            Some(&b_token),
+        )
+        .await;
     assert_eq!(r.status, 422);
     let r = c
         .post(
@@ -415,10 +653,21 @@ async fn tokens_only_reach_their_own_account() {
     assert_eq!(r.status, 422);
     // A's code does not verify B.
     let a_code = t.code_from_outbox("amy@example.com", "verify_email").await;
-    let r = c.post("/api/auth/verify-email/", json!({"code": a_code}), Some(&b_token)).await;
+    let r = c
+        .post(
+            "/api/auth/verify-email/",
+            json!({"code": a_code}),
+            Some(&b_token),
+        )
+        .await;
     assert_eq!(r.status, 400);
     // B logging out does not log A out.
-    assert_eq!(c.post("/api/auth/logout/", json!({}), Some(&b_token)).await.status, 204);
+    assert_eq!(
+        c.post("/api/auth/logout/", json!({}), Some(&b_token))
+            .await
+            .status,
+        204
+    );
     let me = c.get("/api/auth/me/", Some(&a_token)).await;
     assert_eq!(me.status, 200);
     assert_eq!(me.json()["id"], a_id);
@@ -427,7 +676,13 @@ async fn tokens_only_reach_their_own_account() {
     // No token, a malformed header, a made-up token.
     assert_eq!(c.get("/api/auth/me/", None).await.status, 401);
     let r = c
-        .send_raw(axum::http::Method::GET, "/api/auth/me/", None, None, &[("authorization", "Basic abc")])
+        .send_raw(
+            axum::http::Method::GET,
+            "/api/auth/me/",
+            None,
+            None,
+            &[("authorization", "Basic abc")],
+        )
         .await;
     assert_eq!(r.status, 401);
     assert_eq!(c.get("/api/auth/me/", Some("made-up")).await.status, 401);
@@ -449,12 +704,17 @@ async fn tokens_only_reach_their_own_account() {
 async fn expired_tokens_are_refused() {
     let t = spawn().await;
     let (token, user_id) = t.register("kim@example.com", "kim-password").await;
-    sqlx::query("UPDATE auth_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1")
-        .bind(user_id)
-        .execute(&t.db.pool)
-        .await
-        .unwrap();
-    assert_eq!(t.client.get("/api/auth/me/", Some(&token)).await.status, 401);
+    sqlx::query(
+        "UPDATE auth_tokens SET expires_at = now() - interval '1 second' WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .execute(&t.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        t.client.get("/api/auth/me/", Some(&token)).await.status,
+        401
+    );
 }
 
 #[test]

@@ -53,11 +53,15 @@ fn seed(env: &mut Env, email_var: &str, password_var: &str) -> Option<Seed> {
             })
         }
         (Some(_), None) => {
-            env.problem(format!("{password_var} is not set (required with {email_var})"));
+            env.problem(format!(
+                "{password_var} is not set (required with {email_var})"
+            ));
             None
         }
         (None, Some(_)) => {
-            env.problem(format!("{email_var} is not set (required with {password_var})"));
+            env.problem(format!(
+                "{email_var} is not set (required with {password_var})"
+            ));
             None
         }
     }

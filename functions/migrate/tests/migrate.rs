@@ -23,8 +23,16 @@ async fn two_concurrent_runs_both_succeed_and_apply_once() {
     let a = migrate_cmd(&db).spawn().unwrap();
     let b = migrate_cmd(&db).spawn().unwrap();
     let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success(), "first: {}", String::from_utf8_lossy(&a.stderr));
-    assert!(b.status.success(), "second: {}", String::from_utf8_lossy(&b.stderr));
+    assert!(
+        a.status.success(),
+        "first: {}",
+        String::from_utf8_lossy(&a.stderr)
+    );
+    assert!(
+        b.status.success(),
+        "second: {}",
+        String::from_utf8_lossy(&b.stderr)
+    );
 
     let outs: Vec<serde_json::Value> = [&a, &b]
         .iter()
@@ -32,7 +40,10 @@ async fn two_concurrent_runs_both_succeed_and_apply_once() {
         .collect();
     let expected = honeydue_core::db::MIGRATOR.iter().count() as i64;
     let applied: i64 = outs.iter().map(|o| o["applied"].as_i64().unwrap()).sum();
-    assert_eq!(applied, expected, "the migrations were applied exactly once between the two: {outs:?}");
+    assert_eq!(
+        applied, expected,
+        "the migrations were applied exactly once between the two: {outs:?}"
+    );
     let admins_created = outs.iter().filter(|o| o["admin_created"] == true).count();
     assert_eq!(admins_created, 1, "{outs:?}");
 

@@ -120,7 +120,11 @@ impl Cache {
         let before = inner.skip_until_ms.swap(until, Ordering::Relaxed);
         if before < now_ms() {
             // Log once per back-off window, not once per request.
-            tracing::warn!(error, backoff_ms = BACKOFF.as_millis() as u64, "redis unavailable; continuing without it");
+            tracing::warn!(
+                error,
+                backoff_ms = BACKOFF.as_millis() as u64,
+                "redis unavailable; continuing without it"
+            );
         }
     }
 
@@ -236,7 +240,10 @@ mod tests {
         assert!(!c.is_configured());
         assert_eq!(c.get("k").await, None);
         c.set("k", "v", Duration::from_secs(5)).await;
-        assert_eq!(c.hit("k", 0, Duration::from_secs(5)).await, RateDecision::Allowed);
+        assert_eq!(
+            c.hit("k", 0, Duration::from_secs(5)).await,
+            RateDecision::Allowed
+        );
     }
 
     #[tokio::test]
@@ -245,7 +252,10 @@ mod tests {
         let c = Cache::new(Some("redis://127.0.0.1:1/"));
         assert!(c.is_configured());
         assert_eq!(c.get("k").await, None);
-        assert_eq!(c.hit("k", 0, Duration::from_secs(5)).await, RateDecision::Allowed);
+        assert_eq!(
+            c.hit("k", 0, Duration::from_secs(5)).await,
+            RateDecision::Allowed
+        );
     }
 
     #[tokio::test]
@@ -254,14 +264,22 @@ mod tests {
         let c = Cache::new(Some(&redis.url()));
         let key = "test:counts";
         for _ in 0..3 {
-            assert_eq!(c.hit(key, 3, Duration::from_secs(60)).await, RateDecision::Allowed);
+            assert_eq!(
+                c.hit(key, 3, Duration::from_secs(60)).await,
+                RateDecision::Allowed
+            );
         }
         match c.hit(key, 3, Duration::from_secs(60)).await {
-            RateDecision::Limited { retry_after_secs } => assert!((1..=60).contains(&retry_after_secs)),
+            RateDecision::Limited { retry_after_secs } => {
+                assert!((1..=60).contains(&retry_after_secs))
+            }
             other => panic!("expected limited, got {other:?}"),
         }
         c.reset_hits(key).await;
-        assert_eq!(c.hit(key, 3, Duration::from_secs(60)).await, RateDecision::Allowed);
+        assert_eq!(
+            c.hit(key, 3, Duration::from_secs(60)).await,
+            RateDecision::Allowed
+        );
         c.set("v", "hello", Duration::from_secs(60)).await;
         assert_eq!(c.get("v").await.as_deref(), Some("hello"));
         c.delete(&["v".to_string()]).await;
@@ -276,6 +294,9 @@ mod tests {
         assert_eq!(c.get("a").await.as_deref(), Some("1"));
         redis.stop();
         assert_eq!(c.get("a").await, None);
-        assert_eq!(c.hit("b", 0, Duration::from_secs(60)).await, RateDecision::Allowed);
+        assert_eq!(
+            c.hit("b", 0, Duration::from_secs(60)).await,
+            RateDecision::Allowed
+        );
     }
 }

@@ -134,8 +134,14 @@ mod tests {
             assert_eq!(c.len(), 6);
             assert!(c.chars().all(|ch| ch.is_ascii_digit()));
         }
-        assert_ne!(hash_code(1, "verify_email", "123456"), hash_code(2, "verify_email", "123456"));
-        assert_ne!(hash_code(1, "verify_email", "123456"), hash_code(1, "reset_password", "123456"));
+        assert_ne!(
+            hash_code(1, "verify_email", "123456"),
+            hash_code(2, "verify_email", "123456")
+        );
+        assert_ne!(
+            hash_code(1, "verify_email", "123456"),
+            hash_code(1, "reset_password", "123456")
+        );
         assert_eq!(hash_code(1, "x", " 123456 "), hash_code(1, "x", "123456"));
     }
 }

@@ -40,8 +40,11 @@ pub struct ConfigError {
 
 /// Collects configuration from an environment (the process environment, or a
 /// map in tests), remembering every problem until [`Env::finish`].
+/// Where an [`Env`] reads variables from.
+type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
 pub struct Env {
-    lookup: Box<dyn Fn(&str) -> Option<String> + Send + Sync>,
+    lookup: Lookup,
     problems: Vec<String>,
 }
 
@@ -245,7 +248,10 @@ mod tests {
         assert!(db.is_none());
         assert!(!flag);
         assert!(err.contains("DATABASE_URL is not set"), "{err}");
-        assert!(err.contains("DATABASE_MAX_CONNECTIONS is malformed"), "{err}");
+        assert!(
+            err.contains("DATABASE_MAX_CONNECTIONS is malformed"),
+            "{err}"
+        );
     }
 
     #[test]

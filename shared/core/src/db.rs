@@ -36,12 +36,11 @@ pub fn expected_schema_version() -> i64 {
 /// reports an init error (and so is never ready) instead of failing requests.
 pub async fn check_schema(pool: &PgPool) -> anyhow::Result<()> {
     let expected = expected_schema_version();
-    let applied: Option<i64> = sqlx::query_scalar(
-        "SELECT max(version) FROM _sqlx_migrations WHERE success",
-    )
-    .fetch_one(pool)
-    .await
-    .context("reading applied migrations (has the migrate function run?)")?;
+    let applied: Option<i64> =
+        sqlx::query_scalar("SELECT max(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await
+            .context("reading applied migrations (has the migrate function run?)")?;
     let applied = applied.unwrap_or(0);
     if applied < expected {
         anyhow::bail!(

@@ -117,8 +117,20 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(Email::parse(" Ann@Example.COM ").unwrap().as_str(), "ann@example.com");
-        for bad in ["", "ann", "ann@", "@x.com", "ann@x", "a b@x.com", "a@@x.com", "a@x.com."] {
+        assert_eq!(
+            Email::parse(" Ann@Example.COM ").unwrap().as_str(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "ann@",
+            "@x.com",
+            "ann@x",
+            "a b@x.com",
+            "a@@x.com",
+            "a@x.com.",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
@@ -133,7 +145,10 @@ mod tests {
 
     #[test]
     fn time_zones() {
-        assert_eq!(TimeZone::parse("America/Chicago").unwrap().name(), "America/Chicago");
+        assert_eq!(
+            TimeZone::parse("America/Chicago").unwrap().name(),
+            "America/Chicago"
+        );
         assert!(TimeZone::parse("Mars/Olympus").is_err());
     }
 }

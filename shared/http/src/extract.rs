@@ -28,7 +28,12 @@ where
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|ct| {
-                let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+                let ct = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
                 ct == "application/json" || ct.ends_with("+json")
             })
             // A missing content type is read as JSON: the app's clients are
@@ -68,9 +73,9 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AppError> {
             let inner = err.into_inner();
             use serde_json::error::Category;
             match inner.classify() {
-                Category::Syntax | Category::Eof | Category::Io => Err(AppError::BadRequest(
-                    format!("Malformed JSON: {inner}"),
-                )),
+                Category::Syntax | Category::Eof | Category::Io => {
+                    Err(AppError::BadRequest(format!("Malformed JSON: {inner}")))
+                }
                 Category::Data => Err(AppError::Validation(field_error(&path, &inner.to_string()))),
             }
         }
@@ -133,7 +138,9 @@ where
 
 fn serde_urlencoded_de<T: DeserializeOwned>(q: &str) -> Result<T, AppError> {
     axum::extract::Query::<T>::try_from_uri(
-        &format!("/?{q}").parse().map_err(|_| AppError::BadRequest("Malformed query string.".into()))?,
+        &format!("/?{q}")
+            .parse()
+            .map_err(|_| AppError::BadRequest("Malformed query string.".into()))?,
     )
     .map(|axum::extract::Query(v)| v)
     .map_err(|e| {
@@ -173,7 +180,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(client_ip(parts).unwrap_or_else(|| "unknown".to_string())))
+        Ok(ClientIp(
+            client_ip(parts).unwrap_or_else(|| "unknown".to_string()),
+        ))
     }
 }
 
@@ -190,8 +199,14 @@ mod tests {
 
     #[test]
     fn malformed_is_400_missing_is_422_named() {
-        assert!(matches!(parse_json::<Login>(b"{"), Err(AppError::BadRequest(_))));
-        assert!(matches!(parse_json::<Login>(b""), Err(AppError::BadRequest(_))));
+        assert!(matches!(
+            parse_json::<Login>(b"{"),
+            Err(AppError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_json::<Login>(b""),
+            Err(AppError::BadRequest(_))
+        ));
         match parse_json::<Login>(b"{}") {
             Err(AppError::Validation(f)) => assert!(f.contains_key("email"), "{f:?}"),
             other => panic!("{other:?}"),

@@ -105,9 +105,21 @@ mod tests {
 
     #[test]
     fn bounds() {
-        assert!(Page::from_params(&PageParams { page: Some(0), page_size: None }).is_err());
-        assert!(Page::from_params(&PageParams { page: None, page_size: Some(101) }).is_err());
-        let p = Page::from_params(&PageParams { page: Some(3), page_size: Some(10) }).unwrap();
+        assert!(Page::from_params(&PageParams {
+            page: Some(0),
+            page_size: None
+        })
+        .is_err());
+        assert!(Page::from_params(&PageParams {
+            page: None,
+            page_size: Some(101)
+        })
+        .is_err());
+        let p = Page::from_params(&PageParams {
+            page: Some(3),
+            page_size: Some(10),
+        })
+        .unwrap();
         assert_eq!((p.limit(), p.offset()), (10, 20));
     }
 }

@@ -64,7 +64,11 @@ pub fn verify_email(app: &str, first_name: &str, code: &str) -> Rendered {
             escape(code)
         ),
     );
-    Rendered { subject, text, html }
+    Rendered {
+        subject,
+        text,
+        html,
+    }
 }
 
 /// The password-reset code message.
@@ -84,7 +88,11 @@ pub fn password_reset(app: &str, first_name: &str, code: &str) -> Rendered {
             escape(code)
         ),
     );
-    Rendered { subject, text, html }
+    Rendered {
+        subject,
+        text,
+        html,
+    }
 }
 
 /// The notice sent after a password change or reset.
@@ -103,7 +111,11 @@ pub fn password_changed(app: &str, first_name: &str) -> Rendered {
             escape(&hello)
         ),
     );
-    Rendered { subject, text, html }
+    Rendered {
+        subject,
+        text,
+        html,
+    }
 }
 
 #[cfg(test)]
@@ -122,7 +134,11 @@ mod tests {
 
     #[test]
     fn greeting_without_name() {
-        assert!(password_reset("honeyDue", " ", "111111").text.starts_with("Hi,"));
-        assert!(password_changed("honeyDue", "Ann").text.starts_with("Hi Ann,"));
+        assert!(password_reset("honeyDue", " ", "111111")
+            .text
+            .starts_with("Hi,"));
+        assert!(password_changed("honeyDue", "Ann")
+            .text
+            .starts_with("Hi Ann,"));
     }
 }

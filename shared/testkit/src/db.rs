@@ -56,33 +56,40 @@ async fn ensure_template() -> String {
         .execute(&mut conn)
         .await
         .expect("advisory lock");
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-        .bind(&name)
-        .fetch_one(&mut conn)
-        .await
-        .expect("pg_database");
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await
+            .expect("pg_database");
     if !exists {
         let building = format!("{name}_build");
-        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))
-            .execute(&mut conn)
-            .await
-            .expect("drop stale template build");
+        sqlx::query(&format!(
+            "DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("drop stale template build");
         sqlx::query(&format!("CREATE DATABASE \"{building}\""))
             .execute(&mut conn)
             .await
             .expect("create template");
         {
-            let mut t = PgConnection::connect(&url_for(&building)).await.expect("connect template");
+            let mut t = PgConnection::connect(&url_for(&building))
+                .await
+                .expect("connect template");
             honeydue_core::db::MIGRATOR
                 .run(&mut t)
                 .await
                 .expect("migrate template");
             t.close().await.ok();
         }
-        sqlx::query(&format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""))
-            .execute(&mut conn)
-            .await
-            .expect("publish template");
+        sqlx::query(&format!(
+            "ALTER DATABASE \"{building}\" RENAME TO \"{name}\""
+        ))
+        .execute(&mut conn)
+        .await
+        .expect("publish template");
     }
     sqlx::query("SELECT pg_advisory_unlock(727201)")
         .execute(&mut conn)
@@ -116,7 +123,10 @@ impl TestDb {
             Some(t) => format!("CREATE DATABASE \"{name}\" TEMPLATE \"{t}\""),
             None => format!("CREATE DATABASE \"{name}\""),
         };
-        sqlx::query(&sql).execute(&mut conn).await.expect("create test database");
+        sqlx::query(&sql)
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
         conn.close().await.ok();
         let url = url_for(&name);
         let pool = PgPoolOptions::new()
@@ -154,9 +164,10 @@ impl Drop for TestDb {
             // the pool from here would wait on the test's own runtime.
             rt.block_on(async move {
                 if let Ok(mut conn) = PgConnection::connect(&url_for("postgres")).await {
-                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await;
+                    let _ =
+                        sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                            .execute(&mut conn)
+                            .await;
                     let _ = conn.close().await;
                 }
             });

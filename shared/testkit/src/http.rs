@@ -37,7 +37,10 @@ impl TestResponse {
     }
     /// `error.code` of an error body.
     pub fn error_code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or("").to_string()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
     }
 }
 
@@ -51,7 +54,13 @@ impl TestClient {
     }
 
     /// Sends a request with an optional JSON body and token.
-    pub async fn send(&self, method: Method, path: &str, body: Option<Value>, token: Option<&str>) -> TestResponse {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> TestResponse {
         let bytes = body.map(|b| b.to_string().into_bytes());
         self.send_raw(method, path, bytes, token, &[]).await
     }
@@ -75,12 +84,20 @@ impl TestClient {
         for (k, v) in headers {
             b = b.header(*k, *v);
         }
-        let mut req = b.body(Body::from(body.unwrap_or_default())).expect("request");
-        let mut ctx = lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
+        let mut req = b
+            .body(Body::from(body.unwrap_or_default()))
+            .expect("request");
+        let mut ctx =
+            lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
         ctx.http.source_ip = Some(self.source_ip.clone());
         req.extensions_mut()
             .insert(lambda_http::request::RequestContext::ApiGatewayV2(ctx));
-        let resp = self.router.clone().oneshot(req).await.expect("infallible router");
+        let resp = self
+            .router
+            .clone()
+            .oneshot(req)
+            .await
+            .expect("infallible router");
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = resp
@@ -89,7 +106,11 @@ impl TestClient {
             .await
             .map(|c| c.to_bytes().to_vec())
             .unwrap_or_default();
-        TestResponse { status, headers, body }
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// GET.
@@ -105,7 +126,12 @@ impl TestClient {
         self.send(Method::PATCH, path, Some(body), token).await
     }
     /// DELETE with an optional JSON body.
-    pub async fn delete(&self, path: &str, body: Option<Value>, token: Option<&str>) -> TestResponse {
+    pub async fn delete(
+        &self,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> TestResponse {
         self.send(Method::DELETE, path, body, token).await
     }
 }

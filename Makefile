@@ -1,0 +1,49 @@
+# honeyDue functions. `make dev` runs the API locally; `make test` runs every
+# check. Both install or start what they need (see scripts/).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+# Toolchain (fast linker) and services (Postgres, Redis) for a recipe.
+WITH_ENV = eval "$$(scripts/toolchain.sh)" && eval "$$(scripts/services.sh)"
+
+.PHONY: help dev test build lint fmt services services-stop sqlx-prepare clean
+
+help: ## list the targets
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
+
+dev: ## build, start Postgres + Redis, migrate, seed a demo user, serve the API on 127.0.0.1:9000
+	@scripts/dev.sh
+
+test: ## fmt, clippy and every test against real Postgres and Redis
+	@$(WITH_ENV) && \
+	  scripts/prune-test-dbs.sh && \
+	  cargo fmt --all --check && \
+	  cargo clippy --workspace --all-targets --quiet -- -D warnings && \
+	  cargo test --workspace
+
+build: ## release build of every function binary (host target)
+	@eval "$$(scripts/toolchain.sh)" && cargo build --workspace --bins --release
+
+lint: ## clippy only
+	@eval "$$(scripts/toolchain.sh)" && cargo clippy --workspace --all-targets -- -D warnings
+
+fmt: ## format the code
+	cargo fmt --all
+
+services: ## start (or find) Postgres and Redis; prints their URLs
+	@scripts/services.sh
+
+services-stop: ## stop the project-local Postgres and Redis
+	@scripts/services.sh stop
+
+sqlx-prepare: ## refresh .sqlx/ (compile-time query data) from a migrated database
+	@$(WITH_ENV) && \
+	  url=$$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/honeydue_sqlx")))' "$$DATABASE_URL") && \
+	  psql "$${url%/*}/postgres" -qc 'DROP DATABASE IF EXISTS honeydue_sqlx WITH (FORCE)' -c 'CREATE DATABASE honeydue_sqlx' && \
+	  cargo build -q -p migrate && DATABASE_URL=$$url target/debug/migrate >/dev/null && \
+	  rm -rf .sqlx && mkdir .sqlx && \
+	  find functions shared -name '*.rs' -path '*/src/*' -exec touch {} + && \
+	  SQLX_OFFLINE=false SQLX_OFFLINE_DIR=$$PWD/.sqlx DATABASE_URL=$$url cargo check -q --workspace --all-targets && \
+	  echo "sqlx-prepare: $$(ls .sqlx | wc -l) queries"
+
+clean: ## remove build output (keeps .local services)
+	cargo clean
