@@ -9,7 +9,7 @@ use tracing_subscriber::EnvFilter;
 pub fn init() {
     let level = std::env::var("AWS_LAMBDA_LOG_LEVEL")
         .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "info".to_string())
+        .unwrap_or_else(|_| "info,sqlx=warn".to_string())
         .to_lowercase();
     let filter = EnvFilter::try_new(&level).unwrap_or_else(|_| EnvFilter::new("info"));
     let text = std::env::var("AWS_LAMBDA_LOG_FORMAT")
