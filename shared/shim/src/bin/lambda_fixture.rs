@@ -1,0 +1,110 @@
+//! Test fixture (not shipped): a Lambda function on the official Rust
+//! runtime whose behaviour each request picks by path.
+//!
+//! `/echo` returns what the function saw; `/sleep/{ms}`; `/crash` exits the
+//! process; `/hang` never answers; `/fail` returns an error; `/big/{bytes}`;
+//! `/binary`; `/cookies`. `FIXTURE_FAIL_INIT=1` exits before polling.
+
+use lambda_http::{service_fn, Body, Error, Request, RequestExt, Response};
+
+async fn handle(req: Request) -> Result<Response<Body>, Error> {
+    let path = req.uri().path().to_string();
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match parts.as_slice() {
+        ["echo", ..] => {
+            let ctx = req.lambda_context_ref().cloned().unwrap_or_default();
+            let source_ip = match req.request_context_ref() {
+                Some(lambda_http::request::RequestContext::ApiGatewayV2(c)) => {
+                    c.http.source_ip.clone()
+                }
+                _ => None,
+            };
+            let headers: serde_json::Map<String, serde_json::Value> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").into()))
+                .collect();
+            let body = match req.body() {
+                Body::Empty => serde_json::Value::Null,
+                Body::Text(t) => t.clone().into(),
+                Body::Binary(b) => format!("binary:{}", b.len()).into(),
+                _ => serde_json::Value::Null,
+            };
+            let env = |k: &str| std::env::var(k).unwrap_or_default();
+            let out = serde_json::json!({
+                "method": req.method().as_str(),
+                "path": path,
+                "query": req.uri().query().unwrap_or(""),
+                "query_params": req.query_string_parameters_ref().map(|q| q.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()),
+                "path_params": req.path_parameters_ref().map(|q| q.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>()),
+                "headers": headers,
+                "body": body,
+                "source_ip": source_ip,
+                "request_id": ctx.request_id,
+                "deadline": ctx.deadline,
+                "function_arn": ctx.invoked_function_arn,
+                "env": {
+                    "AWS_LAMBDA_FUNCTION_NAME": env("AWS_LAMBDA_FUNCTION_NAME"),
+                    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE"),
+                    "AWS_LAMBDA_FUNCTION_VERSION": env("AWS_LAMBDA_FUNCTION_VERSION"),
+                    "AWS_LAMBDA_MAX_CONCURRENCY": env("AWS_LAMBDA_MAX_CONCURRENCY"),
+                    "AWS_REGION": env("AWS_REGION"),
+                    "_HANDLER": env("_HANDLER"),
+                    "LAMBDA_TASK_ROOT": env("LAMBDA_TASK_ROOT"),
+                    "FIXTURE_FROM_TEMPLATE": env("FIXTURE_FROM_TEMPLATE"),
+                    "pid": std::process::id(),
+                },
+            });
+            Ok(Response::builder()
+                .status(200)
+                .header("content-type", "application/json")
+                .body(Body::Text(out.to_string()))?)
+        }
+        ["sleep", ms] => {
+            let ms: u64 = ms.parse().unwrap_or(0);
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            Ok(Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::Text(format!(
+                    "{{\"slept\":{ms},\"pid\":{}}}",
+                    std::process::id()
+                )))?)
+        }
+        ["crash"] => {
+            eprintln!("fixture: crashing on purpose");
+            std::process::exit(70);
+        }
+        ["hang"] => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        ["fail"] => Err("the fixture failed on purpose".into()),
+        ["big", n] => {
+            let n: usize = n.parse().unwrap_or(0);
+            Ok(Response::builder()
+                .header("content-type", "text/plain")
+                .body(Body::Text("x".repeat(n)))?)
+        }
+        ["binary"] => Ok(Response::builder()
+            .header("content-type", "image/png")
+            .body(Body::Binary(vec![0x89, b'P', b'N', b'G', 0, 255]))?),
+        ["cookies"] => Ok(Response::builder()
+            .header("set-cookie", "a=1; Path=/")
+            .header("set-cookie", "b=2; Path=/")
+            .header("content-type", "text/plain")
+            .body(Body::Text("cookies".into()))?),
+        _ => Ok(Response::builder()
+            .status(404)
+            .header("content-type", "application/json")
+            .body(Body::Text("{\"error\":\"fixture: no such path\"}".into()))?),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    if std::env::var("FIXTURE_FAIL_INIT").as_deref() == Ok("1") {
+        eprintln!("fixture: failing init on purpose");
+        std::process::exit(3);
+    }
+    lambda_http::run_concurrent(service_fn(handle)).await
+}
