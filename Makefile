@@ -15,6 +15,7 @@ dev: ## build, start Postgres + Redis, migrate, seed a demo user, serve the API 
 
 test: ## fmt, clippy and every test against real Postgres and Redis
 	@$(WITH_ENV) && \
+	  eval "$$(scripts/pytools.sh awslambdaric)" && export HONEYDUE_PYTHON=$$PWD/.local/venv/bin/python && \
 	  scripts/prune-test-dbs.sh && \
 	  cargo fmt --all --check && \
 	  cargo clippy --workspace --all-targets --quiet -- -D warnings && \

@@ -7,6 +7,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.local/venv"
 declare -A PINS=(
   [cargo-lambda]="cargo-lambda==1.9.2"
+  [awslambdaric]="awslambdaric==4.2.2"
 )
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV" >&2

@@ -202,16 +202,26 @@ fn pool_config(
     common: &Common,
     serve: Option<&Serve>,
 ) -> Result<PoolConfig, String> {
-    let command = if command.is_empty() {
+    let cwd = std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_else(|_| ".".into());
+    let (command, task_root) = if command.is_empty() {
         let bin = find_binary(&spec.name, common.bin_dir.as_deref()).ok_or_else(|| {
             format!(
                 "no binary for function {:?} (build it, or set --bin-dir)",
                 spec.name
             )
         })?;
-        vec![bin.display().to_string()]
+        let root = bin
+            .canonicalize()
+            .ok()
+            .and_then(|b| b.parent().map(|p| p.display().to_string()))
+            .unwrap_or(cwd);
+        (vec![bin.display().to_string()], root)
     } else {
-        command
+        // A program given on the command line runs from here, as Lambda runs
+        // code from /var/task.
+        (command, cwd)
     };
     let timeout = Duration::from_secs_f64(
         common
@@ -242,6 +252,7 @@ fn pool_config(
         timeout,
         queue_timeout,
         kill_grace: Duration::from_secs_f64(common.kill_grace.max(0.0)),
+        task_root,
     })
 }
 

@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -53,6 +52,8 @@ pub struct PoolConfig {
     pub queue_timeout: Duration,
     /// Grace between SIGTERM and SIGKILL for a worker at shutdown.
     pub kill_grace: Duration,
+    /// `LAMBDA_TASK_ROOT` for the workers (where the function's code is).
+    pub task_root: String,
 }
 
 /// What a worker answered.
@@ -388,11 +389,8 @@ impl Pool {
             }
         }
         let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-        let task_root = PathBuf::from(self.cfg.command.first().cloned().unwrap_or_default())
-            .parent()
-            .map(|p| p.display().to_string())
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| ".".into());
+        let task_root =
+            std::env::var("LAMBDA_TASK_ROOT").unwrap_or_else(|_| self.cfg.task_root.clone());
         let stream = format!(
             "{}/[$LATEST]{}",
             chrono::Utc::now().format("%Y/%m/%d"),

@@ -669,7 +669,7 @@ impl Front {
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .keep_alive(true)
-                            .max_buf_size(64 * 1024)
+                            .max_header_size(64 * 1024)
                             .serve_connection(TokioIo::new(stream), svc)
                             .await;
                     });

@@ -8,7 +8,9 @@
 
 pub mod db;
 pub mod http;
+pub mod proc;
 pub mod redis;
+pub mod wire;
 
 pub use db::TestDb;
 pub use http::{TestClient, TestResponse};

@@ -70,6 +70,31 @@ async fn handle(req: Request) -> Result<Response<Body>, Error> {
                     std::process::id()
                 )))?)
         }
+        ["barrier", name, n] => {
+            // Returns once `n` requests are inside at the same time (across
+            // processes: each one drops a file), or after 10 s.
+            let n: usize = n.parse().unwrap_or(1);
+            let dir = std::env::temp_dir().join(format!("fixture-barrier-{name}"));
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join(uuid_like()), b"")?;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            let reached = loop {
+                let count = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+                if count >= n {
+                    break true;
+                }
+                if std::time::Instant::now() > deadline {
+                    break false;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            };
+            Ok(Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::Text(format!(
+                    "{{\"reached\":{reached},\"pid\":{}}}",
+                    std::process::id()
+                )))?)
+        }
         ["crash"] => {
             eprintln!("fixture: crashing on purpose");
             std::process::exit(70);
@@ -100,11 +125,40 @@ async fn handle(req: Request) -> Result<Response<Body>, Error> {
     }
 }
 
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Raw mode (`FIXTURE_MODE=raw`): any JSON event in, the event back out;
+/// `{"fail": true}` fails, `{"sleep_ms": n}` sleeps first.
+async fn raw(
+    event: lambda_http::lambda_runtime::LambdaEvent<serde_json::Value>,
+) -> Result<serde_json::Value, Error> {
+    let (payload, ctx) = event.into_parts();
+    if let Some(ms) = payload.get("sleep_ms").and_then(|v| v.as_u64()) {
+        tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    }
+    if payload.get("fail").and_then(|v| v.as_bool()) == Some(true) {
+        return Err("raw fixture failed on purpose".into());
+    }
+    Ok(serde_json::json!({"event": payload, "request_id": ctx.request_id}))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     if std::env::var("FIXTURE_FAIL_INIT").as_deref() == Ok("1") {
         eprintln!("fixture: failing init on purpose");
         std::process::exit(3);
+    }
+    if std::env::var("FIXTURE_MODE").as_deref() == Ok("raw") {
+        return lambda_http::lambda_runtime::run(lambda_http::lambda_runtime::service_fn(raw))
+            .await;
     }
     lambda_http::run_concurrent(service_fn(handle)).await
 }

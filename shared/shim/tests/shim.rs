@@ -1,0 +1,759 @@
+//! The shim binary, run as a process the way a pod, a developer or a CronJob
+//! runs it, in front of real Lambda runtime clients: the fixture on the
+//! official Rust runtime, the workspace's own functions, and Python's
+//! awslambdaric.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use honeydue_testkit::proc::{bin_dir, binary, free_addr, workspace_root, Proc};
+use honeydue_testkit::wire::{self, request};
+use serde_json::{json, Value};
+
+const FIXTURE_TEMPLATE: &str = r#"
+Globals:
+  Function:
+    Timeout: 5
+    Environment:
+      Variables:
+        FIXTURE_FROM_TEMPLATE: "from-template"
+        DATABASE_URL: !Ref DatabaseUrl
+Resources:
+  Fixture:
+    Type: AWS::Serverless::Function
+    Metadata:
+      BuildProperties: {Binary: lambda-fixture}
+    Properties:
+      MemorySize: 256
+      Events:
+        Items: {Type: HttpApi, Properties: {Method: GET, Path: "/echo/items/{id}/"}}
+        Any: {Type: HttpApi, Properties: {Method: ANY, Path: "/{proxy+}"}}
+        Hourly: {Type: Schedule, Properties: {Schedule: "cron(0 * * * ? *)"}}
+"#;
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Self {
+        let d = std::env::temp_dir().join(format!(
+            "shim-test-{tag}-{}-{}",
+            std::process::id(),
+            rand_u32()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        Self(d)
+    }
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn rand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos()
+}
+
+fn shim() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shim"))
+}
+
+/// `shim pod` on the fixture, from a template, with extra flags.
+fn fixture_pod(dir: &Dir, flags: &[&str], env: &[(&str, &str)]) -> Proc {
+    let template = dir.write("template.yaml", FIXTURE_TEMPLATE);
+    let addr = free_addr();
+    let mut cmd = shim();
+    cmd.args([
+        "pod",
+        "--function",
+        "lambda-fixture",
+        "--listen",
+        &addr.to_string(),
+    ])
+    .arg("--template")
+    .arg(&template)
+    .arg("--bin-dir")
+    .arg(bin_dir())
+    .args(if flags.contains(&"--drain-delay") {
+        &[][..]
+    } else {
+        &["--drain-delay", "0"][..]
+    })
+    .args(flags)
+    .env_remove("AWS_LAMBDA_MAX_CONCURRENCY");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    Proc::spawn(cmd, addr)
+}
+
+fn in_parallel(
+    n: usize,
+    f: impl Fn(usize) -> wire::WireResponse + Send + Sync + 'static,
+) -> Vec<wire::WireResponse> {
+    let f = std::sync::Arc::new(f);
+    let handles: Vec<_> = (0..n)
+        .map(|i| {
+            let f = f.clone();
+            std::thread::spawn(move || f(i))
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).collect()
+}
+
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn translates_requests_and_responses_both_ways() {
+    let dir = Dir::new("translate");
+    let p = fixture_pod(&dir, &[], &[]).ready();
+    let r = request(
+        p.addr,
+        "POST",
+        "/echo/items/42/?a=1&a=2&b=x%20y",
+        &[
+            ("content-type", "application/json"),
+            ("x-forwarded-for", "198.51.100.7"),
+            ("x-multi", "one"),
+            ("x-multi", "two"),
+            ("cookie", "c=1; d=2"),
+        ],
+        br#"{"hello":"world"}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let e = r.json();
+    assert_eq!(e["method"], "POST");
+    assert_eq!(e["path"], "/echo/items/42/");
+    assert_eq!(e["query"], "a=1&a=2&b=x%20y");
+    assert_eq!(e["body"], r#"{"hello":"world"}"#);
+    assert_eq!(
+        e["source_ip"], "198.51.100.7",
+        "X-Forwarded-For from a trusted (loopback) peer"
+    );
+    assert_eq!(e["headers"]["x-multi"], "one,two");
+    assert_eq!(e["headers"]["cookie"], "c=1; d=2");
+    assert!(r.header("x-request-id").is_some());
+    assert_eq!(e["request_id"], r.header("x-request-id").unwrap());
+    // The GET-only route does not take POST: the catch-all does.
+    assert_eq!(e["path_params"], json!(["proxy=echo/items/42/"]));
+    let r = wire::get(p.addr, "/echo/items/42/");
+    assert_eq!(r.json()["path_params"], json!(["id=42"]));
+
+    // The environment a runtime expects, and the template's literals.
+    let env = &r.json()["env"];
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_NAME"], "lambda-fixture");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"], "256");
+    assert_eq!(env["AWS_LAMBDA_FUNCTION_VERSION"], "$LATEST");
+    assert_eq!(env["_HANDLER"], "bootstrap");
+    assert!(!env["AWS_REGION"].as_str().unwrap().is_empty());
+    assert!(!env["LAMBDA_TASK_ROOT"].as_str().unwrap().is_empty());
+    assert_eq!(env["FIXTURE_FROM_TEMPLATE"], "from-template");
+    let deadline = r.json()["deadline"].as_u64().unwrap();
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert!(
+        deadline > now_ms && deadline <= now_ms + 5_000,
+        "deadline from the template's Timeout"
+    );
+    assert!(r.json()["function_arn"]
+        .as_str()
+        .unwrap()
+        .ends_with(":function:lambda-fixture"));
+
+    // Binary in, binary out; cookies out as Set-Cookie.
+    let r = request(
+        p.addr,
+        "POST",
+        "/echo/bin",
+        &[("content-type", "application/octet-stream")],
+        &[0, 1, 2, 255],
+    )
+    .unwrap();
+    assert_eq!(r.json()["body"], "binary:4");
+    let r = wire::get(p.addr, "/binary");
+    assert_eq!(r.header("content-type"), Some("image/png"));
+    assert_eq!(r.body, vec![0x89, b'P', b'N', b'G', 0, 255]);
+    let r = wire::get(p.addr, "/cookies");
+    assert_eq!(
+        r.headers_named("set-cookie"),
+        vec!["a=1; Path=/", "b=2; Path=/"]
+    );
+    // The function's own 404 passes through untouched.
+    let r = wire::get(p.addr, "/nowhere");
+    assert_eq!(r.status, 404);
+    assert!(r.header("x-shim-error").is_none());
+}
+
+#[test]
+fn untrusted_peers_cannot_spoof_their_address() {
+    let dir = Dir::new("spoof");
+    let p = fixture_pod(&dir, &["--trusted-proxies", "none"], &[]).ready();
+    let r = request(
+        p.addr,
+        "GET",
+        "/echo/",
+        &[("x-forwarded-for", "198.51.100.7")],
+        b"",
+    )
+    .unwrap();
+    assert_eq!(r.json()["source_ip"], "127.0.0.1");
+}
+
+#[test]
+fn worker_processes_run_in_parallel() {
+    let dir = Dir::new("workers");
+    let p = fixture_pod(&dir, &["--workers", "3", "--concurrency", "1"], &[]).ready();
+    wait_until("all three workers polling", || {
+        p.metric("shim_resident_memory_bytes{process=\"lambda-fixture\"") > 0.0
+            && wire::get(p.addr, "/_shim/metrics")
+                .text()
+                .matches("shim_resident_memory_bytes{process=\"lambda-fixture\"")
+                .count()
+                == 3
+    });
+    let addr = p.addr;
+    let barrier = format!("w{}", rand_u32());
+    let rs = in_parallel(3, move |_| {
+        wire::get(addr, &format!("/barrier/{barrier}/3"))
+    });
+    let pids: std::collections::HashSet<u64> = rs
+        .iter()
+        .map(|r| r.json()["pid"].as_u64().unwrap())
+        .collect();
+    for r in &rs {
+        assert_eq!(
+            r.json()["reached"],
+            true,
+            "three requests must be inside at once: {}",
+            r.text()
+        );
+    }
+    assert_eq!(pids.len(), 3, "one per worker process");
+}
+
+#[test]
+fn one_concurrent_worker_serves_many_at_once() {
+    let dir = Dir::new("concurrent");
+    let p = fixture_pod(&dir, &["--workers", "1", "--concurrency", "4"], &[]).ready();
+    let addr = p.addr;
+    let barrier = format!("c{}", rand_u32());
+    let rs = in_parallel(4, move |_| {
+        wire::get(addr, &format!("/barrier/{barrier}/4"))
+    });
+    for r in &rs {
+        assert_eq!(r.json()["reached"], true, "{}", r.text());
+    }
+    let pids: std::collections::HashSet<u64> = rs
+        .iter()
+        .map(|r| r.json()["pid"].as_u64().unwrap())
+        .collect();
+    assert_eq!(pids.len(), 1);
+    assert_eq!(
+        wire::get(addr, "/echo/").json()["env"]["AWS_LAMBDA_MAX_CONCURRENCY"],
+        "4"
+    );
+}
+
+#[test]
+fn a_full_queue_answers_503_and_loses_nothing_queued() {
+    let dir = Dir::new("overload");
+    let p = fixture_pod(
+        &dir,
+        &["--workers", "1", "--concurrency", "1", "--queue", "1"],
+        &[],
+    )
+    .ready();
+    let addr = p.addr;
+    let first = std::thread::spawn(move || wire::get(addr, "/sleep/1500"));
+    wait_until("first in flight", || p.metric("shim_in_flight") == 1.0);
+    let second = std::thread::spawn(move || wire::get(addr, "/sleep/1"));
+    wait_until("second queued", || p.metric("shim_queue_depth") == 1.0);
+    let third = wire::get(addr, "/sleep/1");
+    assert_eq!(third.status, 503);
+    assert_eq!(third.header("x-shim-error"), Some("overloaded"));
+    assert_eq!(third.header("retry-after"), Some("1"));
+    assert_eq!(third.json()["error"]["source"], "shim");
+    assert_eq!(first.join().unwrap().status, 200);
+    assert_eq!(second.join().unwrap().status, 200);
+    assert_eq!(
+        p.metric("shim_invocations_total{function=\"lambda-fixture\",outcome=\"overload\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn a_timed_out_worker_is_killed_and_replaced() {
+    let dir = Dir::new("timeout");
+    let p = fixture_pod(&dir, &["--timeout", "1"], &[]).ready();
+    let before = wire::get(p.addr, "/echo/").json()["env"]["pid"]
+        .as_u64()
+        .unwrap();
+    let r = wire::get(p.addr, "/hang");
+    assert_eq!(r.status, 504);
+    assert_eq!(r.header("x-shim-error"), Some("timeout"));
+    assert_eq!(r.json()["error"]["code"], "shim_timeout");
+    let r = wire::get(p.addr, "/echo/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let after = r.json()["env"]["pid"].as_u64().unwrap();
+    assert_ne!(before, after, "the wedged process was replaced");
+    assert!(p.metric("shim_worker_restarts_total") >= 1.0);
+}
+
+#[test]
+fn a_late_answer_is_refused_and_a_concurrent_worker_kept() {
+    let dir = Dir::new("late");
+    let p = fixture_pod(&dir, &["--timeout", "1", "--concurrency", "2"], &[]).ready();
+    let pid = wire::get(p.addr, "/echo/").json()["env"]["pid"]
+        .as_u64()
+        .unwrap();
+    let r = wire::get(p.addr, "/sleep/1500");
+    assert_eq!(r.status, 504);
+    // The process still serves its other slot meanwhile.
+    let r = wire::get(p.addr, "/echo/");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.json()["env"]["pid"].as_u64().unwrap(),
+        pid,
+        "one stuck slot of two does not kill the process"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    // The late answer reached nobody: two ok (the echoes), one timeout.
+    let r = wire::get(p.addr, "/echo/");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        p.metric("shim_invocations_total{function=\"lambda-fixture\",outcome=\"ok\"}"),
+        3.0
+    );
+    assert_eq!(
+        p.metric("shim_invocations_total{function=\"lambda-fixture\",outcome=\"timeout\"}"),
+        1.0
+    );
+}
+
+#[test]
+fn a_crash_fails_only_its_own_request() {
+    let dir = Dir::new("crash");
+    let p = fixture_pod(&dir, &["--workers", "2", "--concurrency", "1"], &[]).ready();
+    wait_until("both workers up", || {
+        wire::get(p.addr, "/_shim/metrics")
+            .text()
+            .matches("shim_resident_memory_bytes{process=\"lambda-fixture\"")
+            .count()
+            == 2
+    });
+    let addr = p.addr;
+    let slow = std::thread::spawn(move || wire::get(addr, "/sleep/800"));
+    wait_until("slow request in flight", || {
+        p.metric("shim_in_flight") == 1.0
+    });
+    let r = wire::get(addr, "/crash");
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("x-shim-error"), Some("crash"));
+    let slow = slow.join().unwrap();
+    assert_eq!(slow.status, 200, "the other worker's request is unaffected");
+    wait_until("crashed worker back", || {
+        wire::get(addr, "/_shim/ready").status == 200
+            && wire::get(addr, "/_shim/metrics")
+                .text()
+                .matches("shim_resident_memory_bytes{process=\"lambda-fixture\"")
+                .count()
+                == 2
+    });
+    let rs = in_parallel(4, move |_| wire::get(addr, "/sleep/50"));
+    assert!(rs.iter().all(|r| r.status == 200));
+    assert!(p.metric("shim_worker_restarts_total") >= 1.0);
+}
+
+#[test]
+fn sigterm_drains_without_losing_in_flight_requests() {
+    let dir = Dir::new("drain");
+    let mut p = fixture_pod(&dir, &["--concurrency", "2", "--drain-delay", "1"], &[]).ready();
+    let worker_pid = wire::get(p.addr, "/echo/").json()["env"]["pid"]
+        .as_u64()
+        .unwrap();
+    let addr = p.addr;
+    let a = std::thread::spawn(move || wire::get(addr, "/sleep/1500"));
+    let b = std::thread::spawn(move || wire::get(addr, "/sleep/1500"));
+    wait_until("two in flight", || p.metric("shim_in_flight") == 2.0);
+    p.signal("TERM");
+    wait_until("readiness fails at once", || {
+        wire::get(addr, "/_shim/ready").status == 503
+    });
+    assert_eq!(wire::get(addr, "/_shim/live").status, 200);
+    assert_eq!(a.join().unwrap().status, 200);
+    assert_eq!(b.join().unwrap().status, 200);
+    let status = p.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert!(
+        !std::path::Path::new(&format!("/proc/{worker_pid}")).exists(),
+        "the worker was stopped"
+    );
+}
+
+#[test]
+fn oversized_requests_get_413_and_huge_headers_431() {
+    let dir = Dir::new("limits");
+    let p = fixture_pod(&dir, &[], &[]).ready();
+    let big = vec![b'x'; 6 * 1024 * 1024 + 1];
+    let r = request(
+        p.addr,
+        "POST",
+        "/echo/",
+        &[("content-type", "text/plain")],
+        &big,
+    )
+    .unwrap();
+    assert_eq!(r.status, 413);
+    assert_eq!(r.header("x-shim-error"), Some("payload_too_large"));
+    let long = "y".repeat(100 * 1024);
+    let r = request(p.addr, "GET", "/echo/", &[("x-long", &long)], b"").unwrap();
+    assert_eq!(r.status, 431);
+    // A response over 6 MB is refused too.
+    let r = wire::get(p.addr, &format!("/big/{}", 6 * 1024 * 1024 + 10));
+    assert_eq!(r.status, 502);
+    assert_eq!(r.header("x-shim-error"), Some("response_too_large"));
+    assert_eq!(wire::get(p.addr, "/echo/").status, 200);
+}
+
+#[test]
+fn an_init_failure_keeps_the_pod_not_ready() {
+    let dir = Dir::new("initfail");
+    let mut p = fixture_pod(
+        &dir,
+        &["--queue-timeout", "0.5"],
+        &[("FIXTURE_FAIL_INIT", "1")],
+    );
+    p.wait_for("/_shim/live", 200, Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(300));
+    let r = wire::get(p.addr, "/_shim/ready");
+    assert_eq!(r.status, 503);
+    assert_eq!(r.json()["reason"], "no worker is polling");
+    let r = wire::get(p.addr, "/echo/");
+    assert_eq!(r.status, 503);
+    assert!(p.metric("shim_init_failures_total") >= 1.0);
+}
+
+#[test]
+fn the_emulator_invoke_path_works() {
+    let dir = Dir::new("rie");
+    let p = fixture_pod(&dir, &[], &[("FIXTURE_MODE", "raw")]).ready();
+    let r = request(
+        p.addr,
+        "POST",
+        "/2015-03-31/functions/function/invocations",
+        &[],
+        br#"{"x":1}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["event"], json!({"x": 1}));
+    let r = request(
+        p.addr,
+        "POST",
+        "/2015-03-31/functions/function/invocations",
+        &[],
+        br#"{"fail":true}"#,
+    )
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("x-amz-function-error"), Some("Unhandled"));
+    assert!(r.text().contains("failed on purpose"));
+}
+
+fn invoke(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let template = dir.write("template.yaml", FIXTURE_TEMPLATE);
+    let mut cmd = shim();
+    cmd.args(["invoke", "--function", "lambda-fixture"])
+        .arg("--template")
+        .arg(&template)
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .args(args)
+        .env("FIXTURE_MODE", "raw")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn invoke_mode_exit_codes() {
+    let dir = Dir::new("invoke");
+    let ev = dir.write("ev.json", r#"{"hello": "cron"}"#);
+    let (code, out, err) = invoke(&dir, &["--event", ev.to_str().unwrap()], &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap()["event"]["hello"],
+        "cron"
+    );
+
+    let (code, out, err) = invoke(
+        &dir,
+        &["--scheduled", "--time", "2026-03-08T07:00:00Z"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    let e = &serde_json::from_str::<Value>(&out).unwrap()["event"];
+    assert_eq!(e["detail-type"], "Scheduled Event");
+    assert_eq!(e["source"], "aws.events");
+    assert_eq!(e["time"], "2026-03-08T07:00:00Z");
+    assert!(e["resources"][0]
+        .as_str()
+        .unwrap()
+        .ends_with("rule/lambda-fixture-Hourly"));
+
+    let fail = dir.write("fail.json", r#"{"fail": true}"#);
+    let (code, out, _) = invoke(&dir, &["--event", fail.to_str().unwrap()], &[]);
+    assert_eq!(code, 1);
+    assert!(out.contains("failed on purpose"), "{out}");
+
+    let slow = dir.write("slow.json", r#"{"sleep_ms": 5000}"#);
+    let (code, _, _) = invoke(
+        &dir,
+        &["--event", slow.to_str().unwrap(), "--timeout", "0.5"],
+        &[],
+    );
+    assert_eq!(code, 3);
+
+    let (code, _, err) = invoke(&dir, &["--scheduled"], &[("FIXTURE_FAIL_INIT", "1")]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("failed to initialise"), "{err}");
+
+    let (code, _, err) = invoke(&dir, &["--scheduled", "--time", "yesterday"], &[]);
+    assert_eq!(code, 64, "{err}");
+    let out = shim()
+        .args(["invoke", "--function", "nope", "--scheduled", "--template"])
+        .arg(dir.0.join("template.yaml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no function \"nope\""));
+}
+
+// ---- the workspace's real functions ---------------------------------------
+
+#[test]
+fn api_health_as_a_pod_from_the_real_template() {
+    let addr = free_addr();
+    let mut cmd = shim();
+    cmd.current_dir(workspace_root())
+        .args([
+            "pod",
+            "--function",
+            "api-health",
+            "--listen",
+            &addr.to_string(),
+            "--drain-delay",
+            "0",
+        ])
+        .arg("--bin-dir")
+        .arg(bin_dir());
+    let p = Proc::spawn(cmd, addr).ready();
+    let r = wire::get(p.addr, "/api/health/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["status"], "ok");
+    // Routes come from the template: other paths never reach the function.
+    let r = wire::get(p.addr, "/api/health/other/");
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("x-shim-error"), Some("not_found"));
+    let r = request(p.addr, "POST", "/api/health/", &[], b"").unwrap();
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("GET"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_serves_every_function_with_a_real_database() {
+    let db = honeydue_testkit::TestDb::new().await;
+    let _ = binary("api-auth");
+    let addr = free_addr();
+    let mut cmd = shim();
+    cmd.current_dir(workspace_root())
+        .args([
+            "gateway",
+            "--listen",
+            &addr.to_string(),
+            "--drain-delay",
+            "0",
+        ])
+        .arg("--bin-dir")
+        .arg(bin_dir())
+        .env("DATABASE_URL", &db.url)
+        .env_remove("REDIS_URL");
+    let p = tokio::task::spawn_blocking(move || Proc::spawn(cmd, addr).ready())
+        .await
+        .unwrap();
+    let a = p.addr;
+    tokio::task::spawn_blocking(move || {
+        assert_eq!(wire::get(a, "/api/health/").status, 200);
+        let r = wire::post_json(
+            a,
+            "/api/auth/register/",
+            &json!({"email": "gw@example.com", "password": "gateway-pass"}),
+            None,
+        );
+        assert_eq!(r.status, 201, "{}", r.text());
+        let token = r.json()["token"].as_str().unwrap().to_string();
+        let r = request(
+            a,
+            "GET",
+            "/api/auth/me/",
+            &[("authorization", &format!("Bearer {token}"))],
+            b"",
+        )
+        .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["email"], "gw@example.com");
+        // The function's own errors come back as the function wrote them.
+        let r = wire::post_json(
+            a,
+            "/api/auth/login/",
+            &json!({"email": "gw@example.com", "password": "wrong-pass"}),
+            None,
+        );
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["error"]["code"], "unauthorized");
+        assert!(r.header("x-shim-error").is_none());
+        // The gateway's own 404 and 405.
+        assert_eq!(wire::get(a, "/api/nothing/").status, 404);
+        let r = wire::get(a, "/api/auth/login/");
+        assert_eq!(r.status, 405);
+        assert_eq!(r.header("allow"), Some("POST"));
+    })
+    .await
+    .unwrap();
+    drop(p);
+}
+
+// ---- a runtime client that is not ours -------------------------------------
+
+fn python() -> PathBuf {
+    let p = std::env::var_os("HONEYDUE_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".local/venv/bin/python"));
+    let ok = Command::new(&p)
+        .args(["-c", "import awslambdaric"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "{} with awslambdaric is needed: run `make test` (it installs it)",
+        p.display()
+    );
+    p
+}
+
+const PY_HANDLER: &str = r#"
+import json, os
+
+def handler(event, context):
+    return {
+        "statusCode": 200,
+        "headers": {"content-type": "application/json"},
+        "cookies": ["py=1"],
+        "body": json.dumps({
+            "path": event["rawPath"],
+            "query": event.get("queryStringParameters"),
+            "request_id": context.aws_request_id,
+            "remaining_ms": context.get_remaining_time_in_millis(),
+            "function": context.function_name,
+            "memory": context.memory_limit_in_mb,
+            "arn": context.invoked_function_arn,
+        }),
+    }
+"#;
+
+#[test]
+fn python_awslambdaric_runs_under_the_shim() {
+    let py = python();
+    let dir = Dir::new("python");
+    dir.write("app.py", PY_HANDLER);
+    let addr = free_addr();
+    let mut cmd = shim();
+    cmd.current_dir(&dir.0)
+        .args([
+            "pod",
+            "--function",
+            "py-echo",
+            "--listen",
+            &addr.to_string(),
+            "--drain-delay",
+            "0",
+            "--workers",
+            "2",
+            "--",
+        ])
+        .arg(&py)
+        .args(["-m", "awslambdaric", "app.handler"]);
+    let p = Proc::spawn(cmd, addr).ready();
+    for _ in 0..3 {
+        let r = wire::get(p.addr, "/any/path?q=1");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let j = r.json();
+        assert_eq!(j["path"], "/any/path");
+        assert_eq!(j["query"]["q"], "1");
+        assert_eq!(j["request_id"], r.header("x-request-id").unwrap());
+        assert_eq!(j["function"], "py-echo");
+        assert_eq!(j["memory"], "128");
+        assert!(j["remaining_ms"].as_u64().unwrap() > 0);
+        assert!(j["arn"].as_str().unwrap().ends_with(":function:py-echo"));
+        assert_eq!(r.headers_named("set-cookie"), vec!["py=1"]);
+    }
+}
+
+#[test]
+fn python_init_errors_are_reported() {
+    let py = python();
+    let dir = Dir::new("pyinit");
+    dir.write("broken.py", "raise RuntimeError('cannot start')\n");
+    let ev = dir.write("ev.json", "{}");
+    let out = shim()
+        .current_dir(&dir.0)
+        .args(["invoke", "--function", "py-broken", "--event"])
+        .arg(&ev)
+        .arg("--")
+        .arg(&py)
+        .args(["-m", "awslambdaric", "broken.handler"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot start"),
+        "the init error is reported: {err}"
+    );
+}
