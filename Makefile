@@ -5,13 +5,16 @@ SHELL := /bin/bash
 # Toolchain (fast linker) and services (Postgres, Redis) for a recipe.
 WITH_ENV = eval "$$(scripts/toolchain.sh)" && eval "$$(scripts/services.sh)"
 
-.PHONY: help dev test build lint fmt services services-stop sqlx-prepare clean
+.PHONY: help dev watch test build lint fmt services services-stop sqlx-prepare clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
 
-dev: ## build, start Postgres + Redis, migrate, seed a demo user, serve the API on 127.0.0.1:9000
+dev: ## build, start Postgres + Redis, migrate, seed a demo user, serve the API on 127.0.0.1:3000
 	@scripts/dev.sh
+
+watch: ## the functions under cargo lambda watch on 127.0.0.1:9000 (rebuild on change)
+	@scripts/watch.sh
 
 test: ## fmt, clippy and every test against real Postgres and Redis
 	@$(WITH_ENV) && \

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# `make dev`: build, ensure services, migrate, seed, serve the API locally.
+# `make dev`: build, ensure services, migrate, seed, serve the whole API on
+# one port through the shim's gateway mode (routes from template.yaml).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 eval "$(scripts/toolchain.sh)"
 eval "$(scripts/services.sh)"
-eval "$(scripts/pytools.sh cargo-lambda)"
 
-PORT=${PORT:-9000}
+PORT=${PORT:-3000}
 DEMO_EMAIL=${DEMO_EMAIL:-demo@honeydue.local}
 DEMO_PASSWORD=${DEMO_PASSWORD:-demo-password}
 ADMIN_EMAIL=${ADMIN_EMAIL:-admin@honeydue.local}
@@ -16,19 +16,21 @@ cargo build --workspace --bins
 DEMO_EMAIL=$DEMO_EMAIL DEMO_PASSWORD=$DEMO_PASSWORD ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD \
   AWS_LAMBDA_LOG_FORMAT=Text target/debug/migrate
 
+# dev.env holds the local, non-secret settings; the service URLs come from
+# scripts/services.sh. .local/dev.env is the same for `cargo lambda watch`.
 { grep -v '^\s*#' dev.env | grep -v '^\s*$'; echo "DATABASE_URL=$DATABASE_URL"; echo "REDIS_URL=$REDIS_URL"; } > .local/dev.env
+set -a; . .local/dev.env; set +a
 
-base="http://127.0.0.1:$PORT/lambda-url"
+base="http://127.0.0.1:$PORT"
 cat <<BANNER
 
-  honeyDue API (cargo lambda watch) on http://127.0.0.1:$PORT
-  Each function is served under /lambda-url/<function>/ with its real path:
-    curl $base/api-health/api/health/
-    curl -X POST $base/api-auth/api/auth/login/ \\
-         -H 'content-type: application/json' \\
+  honeyDue API on $base  (shim gateway: every route of template.yaml)
+    curl $base/api/health/
+    curl -X POST $base/api/auth/login/ -H 'content-type: application/json' \\
          -d '{"email": "$DEMO_EMAIL", "password": "$DEMO_PASSWORD"}'
   Demo login: $DEMO_EMAIL / $DEMO_PASSWORD    Admin: $ADMIN_EMAIL / $ADMIN_PASSWORD
   Postgres: $DATABASE_URL    Redis: $REDIS_URL
+  Shim: $base/_shim/ready  $base/_shim/metrics
 
 BANNER
-exec cargo lambda watch --env-file .local/dev.env --invoke-address 127.0.0.1 --invoke-port "$PORT"
+exec target/debug/shim gateway --listen "127.0.0.1:$PORT" --drain-delay 0
