@@ -5,7 +5,7 @@ SHELL := /bin/bash
 # Toolchain (fast linker) and services (Postgres, Redis) for a recipe.
 WITH_ENV = eval "$$(scripts/toolchain.sh)" && eval "$$(scripts/services.sh)"
 
-.PHONY: help dev watch test build lint fmt services services-stop sqlx-prepare clean
+.PHONY: help dev watch test bench build lint fmt services services-stop sqlx-prepare clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -23,6 +23,16 @@ test: ## fmt, clippy and every test against real Postgres and Redis
 	  cargo fmt --all --check && \
 	  cargo clippy --workspace --all-targets --quiet -- -D warnings && \
 	  cargo test --workspace
+
+bench: ## shim vs direct axum vs cargo lambda watch, side by side; writes BENCHMARKS.md
+	@$(WITH_ENV) && eval "$$(scripts/pytools.sh cargo-lambda)" && \
+	  { command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; } && \
+	  cargo build --release -p honeydue-shim -p honeydue-bench -p migrate && \
+	  server=$$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/")))' "$$DATABASE_URL") && \
+	  psql "$${server}postgres" -qc 'DROP DATABASE IF EXISTS honeydue_bench WITH (FORCE)' -c 'CREATE DATABASE honeydue_bench' && \
+	  DATABASE_URL="$${server}honeydue_bench" target/release/migrate >/dev/null && \
+	  psql "$${server}honeydue_bench" -qc "INSERT INTO users (email, password_hash) SELECT 'user' || g || '@example.com', 'x' FROM generate_series(1, 1000) g" && \
+	  DATABASE_URL="$${server}honeydue_bench" python3 scripts/bench.py
 
 build: ## release build of every function binary (host target)
 	@eval "$$(scripts/toolchain.sh)" && cargo build --workspace --bins --release

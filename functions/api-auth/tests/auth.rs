@@ -2,8 +2,6 @@
 //! Postgres database per test (and a real Redis where rate limits matter).
 
 use api_auth::{app, Config, State};
-use honeydue_core::config::{AppConfig, DbConfig};
-use honeydue_core::{Env, Secret};
 use honeydue_testkit::redis::TestRedis;
 use honeydue_testkit::{TestClient, TestDb};
 use serde_json::{json, Value};
@@ -15,16 +13,7 @@ struct TestApp {
 
 async fn spawn_with_redis(redis_url: Option<String>) -> TestApp {
     let db = TestDb::new().await;
-    let cfg = Config {
-        db: DbConfig {
-            url: Secret::new(db.url.clone()),
-            max_connections: 5,
-            acquire_timeout_ms: 5000,
-        },
-        app: AppConfig::read(&mut Env::from_pairs(Vec::<(String, String)>::new())),
-        redis_url,
-    };
-    let state = State::new(cfg, db.pool.clone());
+    let state = State::new(Config::for_tests(&db.url, redis_url), db.pool.clone());
     TestApp {
         client: TestClient::new(app(state)),
         db,

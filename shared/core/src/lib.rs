@@ -7,7 +7,9 @@
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod domain;
 pub mod error;
+pub mod membership;
 pub mod telemetry;
 pub mod types;
 

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod extract;
 pub mod pagination;
 pub mod ratelimit;
+pub mod state;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
@@ -15,6 +16,7 @@ pub use auth::AuthUser;
 pub use extract::{client_ip, ClientIp, Json, Query};
 pub use pagination::{Page, Paginated};
 pub use ratelimit::Limit;
+pub use state::{Config, State};
 
 /// Default limit on request bodies: generous for JSON, far below Lambda's 6 MB.
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;

@@ -456,6 +456,18 @@ fn an_init_failure_keeps_the_pod_not_ready() {
 }
 
 #[test]
+fn streamed_responses_are_bridged_to_chunked_http() {
+    let dir = Dir::new("stream");
+    let p = fixture_pod(&dir, &[], &[("FIXTURE_MODE", "stream")]).ready();
+    let r = wire::get(p.addr, "/anything");
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.header("x-streamed"), Some("yes"));
+    assert_eq!(r.header("transfer-encoding"), Some("chunked"));
+    assert_eq!(r.text(), "chunk-0\nchunk-1\nchunk-2\n");
+    assert_eq!(p.metric("shim_invocations_total{function=\"lambda-fixture\",outcome=\"ok\"}"), 1.0);
+}
+
+#[test]
 fn the_emulator_invoke_path_works() {
     let dir = Dir::new("rie");
     let p = fixture_pod(&dir, &[], &[("FIXTURE_MODE", "raw")]).ready();

@@ -150,11 +150,36 @@ async fn raw(
     Ok(serde_json::json!({"event": payload, "request_id": ctx.request_id}))
 }
 
+/// Streaming mode (`FIXTURE_MODE=stream`): a 201 whose body arrives in
+/// three chunks, 50 ms apart.
+async fn stream(
+    _req: Request,
+) -> Result<Response<http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<Result<hyper::body::Frame<bytes::Bytes>, Error>>>>, Error> {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tokio::spawn(async move {
+        for i in 0..3 {
+            let chunk = bytes::Bytes::from(format!("chunk-{i}\n"));
+            if tx.send(Ok(hyper::body::Frame::data(chunk))).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    });
+    Ok(Response::builder()
+        .status(201)
+        .header("content-type", "text/plain")
+        .header("x-streamed", "yes")
+        .body(http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)))?)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     if std::env::var("FIXTURE_FAIL_INIT").as_deref() == Ok("1") {
         eprintln!("fixture: failing init on purpose");
         std::process::exit(3);
+    }
+    if std::env::var("FIXTURE_MODE").as_deref() == Ok("stream") {
+        return lambda_http::run_with_streaming_response(service_fn(stream)).await;
     }
     if std::env::var("FIXTURE_MODE").as_deref() == Ok("raw") {
         return lambda_http::lambda_runtime::run(lambda_http::lambda_runtime::service_fn(raw))
