@@ -53,7 +53,7 @@ sqlx-prepare: ## refresh .sqlx/ (compile-time query data) from a migrated databa
 	@$(WITH_ENV) && \
 	  url=$$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/honeydue_sqlx")))' "$$DATABASE_URL") && \
 	  psql "$${url%/*}/postgres" -qc 'DROP DATABASE IF EXISTS honeydue_sqlx WITH (FORCE)' -c 'CREATE DATABASE honeydue_sqlx' && \
-	  cargo build -q -p migrate && DATABASE_URL=$$url target/debug/migrate >/dev/null && \
+	  for f in migrations/*.sql; do psql "$$url" -q -v ON_ERROR_STOP=1 -f "$$f" >/dev/null || exit 1; done && \
 	  rm -rf .sqlx && mkdir .sqlx && \
 	  find functions shared -name '*.rs' -path '*/src/*' -exec touch {} + && \
 	  SQLX_OFFLINE=false SQLX_OFFLINE_DIR=$$PWD/.sqlx DATABASE_URL=$$url cargo check -q --workspace --all-targets && \

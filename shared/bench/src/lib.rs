@@ -21,10 +21,11 @@ async fn users(State(pool): State<Option<PgPool>>) -> Json<Value> {
     let Some(pool) = pool else {
         return Json(json!({"error": "no DATABASE_URL"}));
     };
-    let rows: Vec<(i64, String)> = sqlx::query_as("SELECT id, email FROM users ORDER BY id LIMIT 20")
-        .fetch_all(&pool)
-        .await
-        .unwrap_or_default();
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT id, email FROM users ORDER BY id LIMIT 20")
+            .fetch_all(&pool)
+            .await
+            .unwrap_or_default();
     Json(json!(rows
         .into_iter()
         .map(|(id, email)| json!({"id": id, "email": email}))

@@ -26,7 +26,9 @@ pub async fn writer(conn: &mut PgConnection, user_id: i64, residence_id: i64) ->
     if r.can_write() {
         Ok(r)
     } else {
-        Err(AppError::Forbidden("Viewers cannot change this residence.".into()))
+        Err(AppError::Forbidden(
+            "Viewers cannot change this residence.".into(),
+        ))
     }
 }
 

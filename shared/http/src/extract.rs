@@ -186,6 +186,18 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
+/// For PATCH bodies: `Option<Option<T>>` where an absent field is `None`
+/// (keep), `null` is `Some(None)` (clear) and a value is `Some(Some(v))`.
+/// Use with `#[serde(default, deserialize_with = "honeydue_http::extract::nullable")]`.
+pub fn nullable<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    use serde::Deserialize;
+    Option::<T>::deserialize(d).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

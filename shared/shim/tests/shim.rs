@@ -464,7 +464,10 @@ fn streamed_responses_are_bridged_to_chunked_http() {
     assert_eq!(r.header("x-streamed"), Some("yes"));
     assert_eq!(r.header("transfer-encoding"), Some("chunked"));
     assert_eq!(r.text(), "chunk-0\nchunk-1\nchunk-2\n");
-    assert_eq!(p.metric("shim_invocations_total{function=\"lambda-fixture\",outcome=\"ok\"}"), 1.0);
+    assert_eq!(
+        p.metric("shim_invocations_total{function=\"lambda-fixture\",outcome=\"ok\"}"),
+        1.0
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@
 //! `make test` sets it from `scripts/services.sh`.
 
 pub mod db;
+pub mod fixtures;
 pub mod http;
 pub mod proc;
 pub mod redis;

@@ -72,9 +72,14 @@ impl Column {
             Column::Cancelled => &["uncancel", "archive"],
             Column::Completed => &["archive"],
             Column::InProgress => &["complete", "cancel", "archive"],
-            Column::Overdue | Column::DueSoon | Column::Upcoming => {
-                &["complete", "mark_in_progress", "skip", "reschedule", "cancel", "archive"]
-            }
+            Column::Overdue | Column::DueSoon | Column::Upcoming => &[
+                "complete",
+                "mark_in_progress",
+                "skip",
+                "reschedule",
+                "cancel",
+                "archive",
+            ],
         }
     }
 }
@@ -139,7 +144,13 @@ mod tests {
         assert_eq!(column(&t, today, 30), Column::InProgress);
         t.cancelled = true;
         assert_eq!(column(&t, today, 30), Column::Cancelled);
-        let done = TaskState { cancelled: false, in_progress: true, next_due: None, recurring: false, has_completion: true };
+        let done = TaskState {
+            cancelled: false,
+            in_progress: true,
+            next_due: None,
+            recurring: false,
+            has_completion: true,
+        };
         assert_eq!(column(&done, today, 30), Column::Completed);
     }
 }

@@ -42,7 +42,11 @@ impl Anchor {
 }
 
 /// The interval of a task, from its custom days or its frequency's interval.
-pub fn interval(custom_days: Option<i32>, freq_days: Option<i32>, freq_months: Option<i32>) -> Option<Interval> {
+pub fn interval(
+    custom_days: Option<i32>,
+    freq_days: Option<i32>,
+    freq_months: Option<i32>,
+) -> Option<Interval> {
     let pos = |v: Option<i32>| v.filter(|d| *d > 0).map(|d| d as u32);
     pos(custom_days)
         .map(Interval::Days)
@@ -69,7 +73,8 @@ pub fn first_after(base: NaiveDate, every: Interval, after: NaiveDate) -> NaiveD
     let mut k = match every {
         Interval::Days(d) => ((after - base).num_days() / i64::from(d)) as u32,
         Interval::Months(m) => {
-            let months = (after.year() - base.year()) * 12 + after.month() as i32 - base.month() as i32;
+            let months =
+                (after.year() - base.year()) * 12 + after.month() as i32 - base.month() as i32;
             (months.max(0) as u32) / m
         }
     };
@@ -104,7 +109,12 @@ pub fn next_after_completion(
 }
 
 /// The occurrence after `occurrence` (skipping one without completing it).
-pub fn next_after_skip(base: Option<NaiveDate>, occurrence: NaiveDate, every: Option<Interval>, anchor: Anchor) -> Option<NaiveDate> {
+pub fn next_after_skip(
+    base: Option<NaiveDate>,
+    occurrence: NaiveDate,
+    every: Option<Interval>,
+    anchor: Anchor,
+) -> Option<NaiveDate> {
     let every = every?;
     match (anchor, base) {
         (Anchor::DueDate, Some(base)) => Some(first_after(base, every, occurrence)),
@@ -127,7 +137,10 @@ mod tests {
         assert_eq!(first_after(base, m, d(2026, 1, 31)), d(2026, 2, 28));
         assert_eq!(first_after(base, m, d(2026, 2, 28)), d(2026, 3, 31));
         assert_eq!(first_after(base, m, d(2026, 3, 31)), d(2026, 4, 30));
-        assert_eq!(first_after(d(2028, 1, 31), m, d(2028, 1, 31)), d(2028, 2, 29));
+        assert_eq!(
+            first_after(d(2028, 1, 31), m, d(2028, 1, 31)),
+            d(2028, 2, 29)
+        );
     }
 
     #[test]
@@ -141,34 +154,86 @@ mod tests {
     #[test]
     fn late_completion_moves_to_the_first_future_occurrence() {
         let base = d(2026, 1, 1);
-        let next = next_after_completion(Some(base), Some(base), d(2026, 3, 15), Some(Interval::Months(1)), Anchor::DueDate);
+        let next = next_after_completion(
+            Some(base),
+            Some(base),
+            d(2026, 3, 15),
+            Some(Interval::Months(1)),
+            Anchor::DueDate,
+        );
         assert_eq!(next, Some(d(2026, 4, 1)));
         // Early completion: the next occurrence after the one completed.
-        let next = next_after_completion(Some(base), Some(d(2026, 2, 1)), d(2026, 1, 20), Some(Interval::Months(1)), Anchor::DueDate);
+        let next = next_after_completion(
+            Some(base),
+            Some(d(2026, 2, 1)),
+            d(2026, 1, 20),
+            Some(Interval::Months(1)),
+            Anchor::DueDate,
+        );
         assert_eq!(next, Some(d(2026, 3, 1)));
     }
 
     #[test]
     fn completion_anchored() {
-        let next = next_after_completion(Some(d(2026, 1, 1)), Some(d(2026, 1, 1)), d(2026, 1, 10), Some(Interval::Days(30)), Anchor::Completion);
+        let next = next_after_completion(
+            Some(d(2026, 1, 1)),
+            Some(d(2026, 1, 1)),
+            d(2026, 1, 10),
+            Some(Interval::Days(30)),
+            Anchor::Completion,
+        );
         assert_eq!(next, Some(d(2026, 2, 9)));
-        let next = next_after_completion(None, None, d(2026, 1, 31), Some(Interval::Months(1)), Anchor::Completion);
+        let next = next_after_completion(
+            None,
+            None,
+            d(2026, 1, 31),
+            Some(Interval::Months(1)),
+            Anchor::Completion,
+        );
         assert_eq!(next, Some(d(2026, 2, 28)));
     }
 
     #[test]
     fn one_off_tasks_do_not_repeat() {
-        assert_eq!(next_after_completion(Some(d(2026, 1, 1)), Some(d(2026, 1, 1)), d(2026, 1, 1), None, Anchor::DueDate), None);
+        assert_eq!(
+            next_after_completion(
+                Some(d(2026, 1, 1)),
+                Some(d(2026, 1, 1)),
+                d(2026, 1, 1),
+                None,
+                Anchor::DueDate
+            ),
+            None
+        );
     }
 
     #[test]
     fn skipping_and_intervals() {
-        assert_eq!(next_after_skip(Some(d(2026, 1, 1)), d(2026, 1, 1), Some(Interval::Days(14)), Anchor::DueDate), Some(d(2026, 1, 15)));
-        assert_eq!(next_after_skip(Some(d(2026, 1, 1)), d(2026, 1, 5), Some(Interval::Days(7)), Anchor::Completion), Some(d(2026, 1, 12)));
+        assert_eq!(
+            next_after_skip(
+                Some(d(2026, 1, 1)),
+                d(2026, 1, 1),
+                Some(Interval::Days(14)),
+                Anchor::DueDate
+            ),
+            Some(d(2026, 1, 15))
+        );
+        assert_eq!(
+            next_after_skip(
+                Some(d(2026, 1, 1)),
+                d(2026, 1, 5),
+                Some(Interval::Days(7)),
+                Anchor::Completion
+            ),
+            Some(d(2026, 1, 12))
+        );
         assert_eq!(interval(Some(10), Some(7), None), Some(Interval::Days(10)));
         assert_eq!(interval(None, None, Some(3)), Some(Interval::Months(3)));
         assert_eq!(interval(None, None, None), None);
         // Long series jump straight to the right place.
-        assert_eq!(first_after(d(1990, 1, 1), Interval::Days(1), d(2026, 6, 1)), d(2026, 6, 2));
+        assert_eq!(
+            first_after(d(1990, 1, 1), Interval::Days(1), d(2026, 6, 1)),
+            d(2026, 6, 2)
+        );
     }
 }

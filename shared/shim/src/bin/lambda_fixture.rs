@@ -154,7 +154,14 @@ async fn raw(
 /// three chunks, 50 ms apart.
 async fn stream(
     _req: Request,
-) -> Result<Response<http_body_util::StreamBody<tokio_stream::wrappers::ReceiverStream<Result<hyper::body::Frame<bytes::Bytes>, Error>>>>, Error> {
+) -> Result<
+    Response<
+        http_body_util::StreamBody<
+            tokio_stream::wrappers::ReceiverStream<Result<hyper::body::Frame<bytes::Bytes>, Error>>,
+        >,
+    >,
+    Error,
+> {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tokio::spawn(async move {
         for i in 0..3 {
@@ -169,7 +176,9 @@ async fn stream(
         .status(201)
         .header("content-type", "text/plain")
         .header("x-streamed", "yes")
-        .body(http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(rx)))?)
+        .body(http_body_util::StreamBody::new(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        ))?)
 }
 
 #[tokio::main]

@@ -1,0 +1,12 @@
+//! The `api-residences` function: a user's homes, their members and share
+//! codes, and a summary per home.
+
+mod routes;
+
+use axum::Router;
+pub use honeydue_http::{Config, State};
+
+/// The function's router.
+pub fn app(state: State) -> Router {
+    honeydue_http::finish(routes::router(), 64 * 1024).with_state(state)
+}

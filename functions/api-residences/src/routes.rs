@@ -1,0 +1,637 @@
+//! Handlers of `/api/residences/`.
+
+use axum::extract::{Path, State as S};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::Router;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use honeydue_core::domain::board::{column, Column, TaskState};
+use honeydue_core::domain::roles::Role;
+use honeydue_core::{membership, AppError, AppResult, Validator};
+use honeydue_http::{AuthUser, Json, Page, Paginated, State};
+use rand::Rng;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+pub fn router() -> Router<State> {
+    Router::new()
+        .route("/api/residences/", get(list).post(create))
+        .route("/api/residences/join/", post(join))
+        .route(
+            "/api/residences/{id}/",
+            get(detail).patch(update).delete(remove),
+        )
+        .route(
+            "/api/residences/{id}/share/",
+            get(get_share).post(create_share).delete(revoke_share),
+        )
+        .route("/api/residences/{id}/users/", get(members))
+        .route(
+            "/api/residences/{id}/users/{user_id}/",
+            delete(remove_member),
+        )
+        .route("/api/residences/{id}/leave/", post(leave))
+        .route("/api/residences/{id}/summary/", get(summary))
+}
+
+/// A residence id from the path; anything but a positive integer is 404.
+struct Id(i64);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, AppError> {
+        let Path(raw) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| AppError::NotFound("residence"))?;
+        raw.get("id")
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|v| *v > 0)
+            .map(Id)
+            .ok_or(AppError::NotFound("residence"))
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ResidenceOut {
+    id: i64,
+    name: String,
+    residence_type_id: Option<i32>,
+    street: String,
+    city: String,
+    state: String,
+    postal_code: String,
+    country: String,
+    year_built: Option<i32>,
+    sqft: Option<i32>,
+    bedrooms: Option<i32>,
+    bathrooms: Option<Decimal>,
+    purchase_date: Option<NaiveDate>,
+    notes: String,
+    image_upload_id: Option<uuid::Uuid>,
+    owner_id: i64,
+    is_owner: bool,
+    role: String,
+    member_count: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+async fn load(db: &sqlx::PgPool, user_id: i64, id: i64) -> AppResult<ResidenceOut> {
+    sqlx::query_as!(
+        ResidenceOut,
+        r#"SELECT r.id, r.name, r.residence_type_id, r.street, r.city, r.state, r.postal_code, r.country,
+                  r.year_built, r.sqft, r.bedrooms, r.bathrooms, r.purchase_date, r.notes, r.image_upload_id,
+                  r.owner_id, (r.owner_id = $1) AS "is_owner!", m.role,
+                  (SELECT count(*) FROM residence_members x WHERE x.residence_id = r.id) AS "member_count!",
+                  r.created_at, r.updated_at
+             FROM residences r
+             JOIN residence_members m ON m.residence_id = r.id AND m.user_id = $1
+            WHERE r.id = $2"#,
+        user_id,
+        id
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(AppError::NotFound("residence"))
+}
+
+async fn list(
+    S(state): S<State>,
+    user: AuthUser,
+    page: Page,
+) -> AppResult<Json<Paginated<ResidenceOut>>> {
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM residence_members WHERE user_id = $1"#,
+        user.id
+    )
+    .fetch_one(&state.db)
+    .await?;
+    let rows = sqlx::query_as!(
+        ResidenceOut,
+        r#"SELECT r.id, r.name, r.residence_type_id, r.street, r.city, r.state, r.postal_code, r.country,
+                  r.year_built, r.sqft, r.bedrooms, r.bathrooms, r.purchase_date, r.notes, r.image_upload_id,
+                  r.owner_id, (r.owner_id = $1) AS "is_owner!", m.role,
+                  (SELECT count(*) FROM residence_members x WHERE x.residence_id = r.id) AS "member_count!",
+                  r.created_at, r.updated_at
+             FROM residence_members m
+             JOIN residences r ON r.id = m.residence_id
+            WHERE m.user_id = $1
+            ORDER BY r.name, r.id
+            LIMIT $2 OFFSET $3"#,
+        user.id,
+        page.limit(),
+        page.offset()
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(Paginated::new(page, count, rows)))
+}
+
+/// Body of create (all fields) and update (any subset).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResidenceIn {
+    name: Option<String>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    residence_type_id: Option<Option<i32>>,
+    street: Option<String>,
+    city: Option<String>,
+    state: Option<String>,
+    postal_code: Option<String>,
+    country: Option<String>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    year_built: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    sqft: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    bedrooms: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    bathrooms: Option<Option<f64>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    purchase_date: Option<Option<NaiveDate>>,
+    notes: Option<String>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    image_upload_id: Option<Option<uuid::Uuid>>,
+}
+
+fn text(v: &mut Validator, field: &str, value: &Option<String>, max: usize) {
+    if let Some(s) = value {
+        v.check(
+            s.chars().count() <= max,
+            field,
+            format!("Enter at most {max} characters."),
+        );
+    }
+}
+
+fn validate(body: &ResidenceIn, creating: bool) -> AppResult<()> {
+    let mut v = Validator::new();
+    match &body.name {
+        Some(n) => v.check(!n.trim().is_empty(), "name", "This field may not be blank."),
+        None if creating => v.add("name", "This field is required."),
+        None => {}
+    }
+    text(&mut v, "name", &body.name, 100);
+    for (f, val) in [
+        ("street", &body.street),
+        ("city", &body.city),
+        ("state", &body.state),
+        ("postal_code", &body.postal_code),
+        ("country", &body.country),
+    ] {
+        text(&mut v, f, val, 200);
+    }
+    text(&mut v, "notes", &body.notes, 10_000);
+    if let Some(Some(y)) = body.year_built {
+        v.check(
+            (1600..=2200).contains(&y),
+            "year_built",
+            "Enter a year between 1600 and 2200.",
+        );
+    }
+    for (f, val) in [("sqft", body.sqft), ("bedrooms", body.bedrooms)] {
+        if let Some(Some(n)) = val {
+            v.check(n >= 0, f, "Must be zero or more.");
+        }
+    }
+    if let Some(Some(b)) = body.bathrooms {
+        v.check(
+            (0.0..=1000.0).contains(&b) && (b * 10.0).fract() == 0.0,
+            "bathrooms",
+            "Use a number like 2 or 2.5.",
+        );
+    }
+    v.finish()
+}
+
+fn bathrooms(v: Option<f64>) -> Option<Decimal> {
+    v.and_then(|b| format!("{b:.1}").parse::<Decimal>().ok())
+}
+
+fn map_fk(e: sqlx::Error) -> AppError {
+    match &e {
+        sqlx::Error::Database(d) if d.constraint() == Some("residences_residence_type_id_fkey") => {
+            AppError::field("residence_type_id", "Unknown residence type.")
+        }
+        _ => e.into(),
+    }
+}
+
+async fn create(
+    S(state): S<State>,
+    user: AuthUser,
+    Json(body): Json<ResidenceIn>,
+) -> AppResult<impl IntoResponse> {
+    validate(&body, true)?;
+    let mut tx = state.db.begin().await?;
+    let id = sqlx::query_scalar!(
+        "INSERT INTO residences (owner_id, name, residence_type_id, street, city, state, postal_code, country,
+                                 year_built, sqft, bedrooms, bathrooms, purchase_date, notes, image_upload_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+        user.id,
+        body.name.as_deref().unwrap_or_default().trim(),
+        body.residence_type_id.flatten(),
+        body.street.clone().unwrap_or_default(),
+        body.city.clone().unwrap_or_default(),
+        body.state.clone().unwrap_or_default(),
+        body.postal_code.clone().unwrap_or_default(),
+        body.country.clone().unwrap_or_default(),
+        body.year_built.flatten(),
+        body.sqft.flatten(),
+        body.bedrooms.flatten(),
+        bathrooms(body.bathrooms.flatten()),
+        body.purchase_date.flatten(),
+        body.notes.clone().unwrap_or_default(),
+        body.image_upload_id.flatten(),
+    )
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(map_fk)?;
+    sqlx::query!(
+        "INSERT INTO residence_members (residence_id, user_id, role) VALUES ($1, $2, 'owner')",
+        id,
+        user.id
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(load(&state.db, user.id, id).await?),
+    ))
+}
+
+async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<ResidenceOut>> {
+    Ok(Json(load(&state.db, user.id, id).await?))
+}
+
+async fn update(
+    S(state): S<State>,
+    user: AuthUser,
+    Id(id): Id,
+    Json(body): Json<ResidenceIn>,
+) -> AppResult<Json<ResidenceOut>> {
+    let mut conn = state.db.acquire().await?;
+    membership::writer(&mut conn, user.id, id).await?;
+    validate(&body, false)?;
+    // For nullable fields: absent = keep, null = clear.
+    let set = |o: &Option<Option<i32>>| o.is_some();
+    sqlx::query!(
+        "UPDATE residences SET
+            name = COALESCE($2, name),
+            residence_type_id = CASE WHEN $3 THEN $4 ELSE residence_type_id END,
+            street = COALESCE($5, street), city = COALESCE($6, city), state = COALESCE($7, state),
+            postal_code = COALESCE($8, postal_code), country = COALESCE($9, country),
+            year_built = CASE WHEN $10 THEN $11 ELSE year_built END,
+            sqft = CASE WHEN $12 THEN $13 ELSE sqft END,
+            bedrooms = CASE WHEN $14 THEN $15 ELSE bedrooms END,
+            bathrooms = CASE WHEN $16 THEN $17 ELSE bathrooms END,
+            purchase_date = CASE WHEN $18 THEN $19 ELSE purchase_date END,
+            notes = COALESCE($20, notes),
+            image_upload_id = CASE WHEN $21 THEN $22 ELSE image_upload_id END,
+            updated_at = now()
+          WHERE id = $1",
+        id,
+        body.name.as_deref().map(str::trim),
+        set(&body.residence_type_id),
+        body.residence_type_id.flatten(),
+        body.street,
+        body.city,
+        body.state,
+        body.postal_code,
+        body.country,
+        set(&body.year_built),
+        body.year_built.flatten(),
+        set(&body.sqft),
+        body.sqft.flatten(),
+        set(&body.bedrooms),
+        body.bedrooms.flatten(),
+        body.bathrooms.is_some(),
+        bathrooms(body.bathrooms.flatten()),
+        body.purchase_date.is_some(),
+        body.purchase_date.flatten(),
+        body.notes,
+        body.image_upload_id.is_some(),
+        body.image_upload_id.flatten(),
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(map_fk)?;
+    Ok(Json(load(&state.db, user.id, id).await?))
+}
+
+async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+    let mut conn = state.db.acquire().await?;
+    membership::owner(&mut conn, user.id, id).await?;
+    sqlx::query!("DELETE FROM residences WHERE id = $1", id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- sharing -------------------------------------------------------------------
+
+/// Share codes: 6 characters from an alphabet without look-alikes.
+const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+fn new_share_code() -> String {
+    let mut rng = rand::rngs::OsRng;
+    (0..6)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShareIn {
+    role: Option<String>,
+    expires_in_hours: Option<i64>,
+}
+
+async fn share_out(db: &sqlx::PgPool, id: i64) -> AppResult<Value> {
+    let s = sqlx::query!(
+        "SELECT code, role, expires_at, created_at FROM residence_share_codes WHERE residence_id = $1 AND expires_at > now()",
+        id
+    )
+    .fetch_optional(db)
+    .await?
+    .ok_or(AppError::NotFound("share code"))?;
+    Ok(
+        json!({"code": s.code, "role": s.role, "expires_at": s.expires_at, "created_at": s.created_at}),
+    )
+}
+
+async fn get_share(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+    let mut conn = state.db.acquire().await?;
+    membership::owner(&mut conn, user.id, id).await?;
+    Ok(Json(share_out(&state.db, id).await?))
+}
+
+async fn create_share(
+    S(state): S<State>,
+    user: AuthUser,
+    Id(id): Id,
+    raw: axum::body::Bytes,
+) -> AppResult<impl IntoResponse> {
+    // The body is optional: an empty POST takes the defaults.
+    let body: ShareIn = if raw.iter().all(|b| b.is_ascii_whitespace()) {
+        ShareIn::default()
+    } else {
+        honeydue_http::extract::parse_json(&raw)?
+    };
+    let mut conn = state.db.acquire().await?;
+    membership::owner(&mut conn, user.id, id).await?;
+    let mut v = Validator::new();
+    let role = body.role.unwrap_or_else(|| "member".into());
+    v.check(
+        role == "member" || role == "viewer",
+        "role",
+        "Use member or viewer.",
+    );
+    let hours = body.expires_in_hours.unwrap_or(168);
+    v.check(
+        (1..=720).contains(&hours),
+        "expires_in_hours",
+        "Between 1 and 720 hours.",
+    );
+    v.finish()?;
+    // One active code per residence: a new one replaces the old. Retry on
+    // the (unlikely) collision of a random code with another residence's.
+    for _ in 0..5 {
+        let r = sqlx::query!(
+            "INSERT INTO residence_share_codes (residence_id, code, role, created_by, expires_at)
+             VALUES ($1, $2, $3, $4, now() + make_interval(hours => $5))
+             ON CONFLICT (residence_id) DO UPDATE
+               SET code = EXCLUDED.code, role = EXCLUDED.role, created_by = EXCLUDED.created_by,
+                   expires_at = EXCLUDED.expires_at, created_at = now()",
+            id,
+            new_share_code(),
+            role,
+            user.id,
+            hours as i32
+        )
+        .execute(&mut *conn)
+        .await;
+        match r {
+            Ok(_) => return Ok((StatusCode::CREATED, Json(share_out(&state.db, id).await?))),
+            Err(sqlx::Error::Database(d))
+                if d.constraint() == Some("residence_share_codes_code_key") =>
+            {
+                continue
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AppError::Internal(anyhow_err(
+        "could not find a free share code",
+    )))
+}
+
+fn anyhow_err(m: &str) -> anyhow::Error {
+    anyhow::anyhow!(m.to_string())
+}
+
+async fn revoke_share(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+    let mut conn = state.db.acquire().await?;
+    membership::owner(&mut conn, user.id, id).await?;
+    sqlx::query!(
+        "DELETE FROM residence_share_codes WHERE residence_id = $1",
+        id
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct JoinIn {
+    code: String,
+}
+
+async fn join(
+    S(state): S<State>,
+    user: AuthUser,
+    Json(body): Json<JoinIn>,
+) -> AppResult<impl IntoResponse> {
+    let code = body.code.trim().to_ascii_uppercase();
+    if code.len() != 6 || !code.bytes().all(|b| ALPHABET.contains(&b)) {
+        return Err(AppError::field(
+            "code",
+            "Enter the 6-character code you were given.",
+        ));
+    }
+    let mut tx = state.db.begin().await?;
+    let share = sqlx::query!(
+        "SELECT residence_id, role FROM residence_share_codes WHERE code = $1 AND expires_at > now()",
+        code
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(AppError::NotFound("share code"))?;
+    let inserted = sqlx::query!(
+        "INSERT INTO residence_members (residence_id, user_id, role) VALUES ($1, $2, $3)
+         ON CONFLICT (residence_id, user_id) DO NOTHING",
+        share.residence_id,
+        user.id,
+        share.role
+    )
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Err(AppError::conflict(
+            "already_member",
+            "You are already a member of this residence.",
+        ));
+    }
+    tx.commit().await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(load(&state.db, user.id, share.residence_id).await?),
+    ))
+}
+
+#[derive(Debug, Serialize)]
+struct MemberOut {
+    id: i64,
+    email: String,
+    first_name: String,
+    last_name: String,
+    role: String,
+    joined_at: DateTime<Utc>,
+}
+
+async fn members(
+    S(state): S<State>,
+    user: AuthUser,
+    Id(id): Id,
+) -> AppResult<Json<Vec<MemberOut>>> {
+    let mut conn = state.db.acquire().await?;
+    membership::role(&mut conn, user.id, id).await?;
+    let rows = sqlx::query_as!(
+        MemberOut,
+        "SELECT u.id, u.email, u.first_name, u.last_name, m.role, m.joined_at
+           FROM residence_members m JOIN users u ON u.id = m.user_id
+          WHERE m.residence_id = $1
+          ORDER BY (m.role = 'owner') DESC, m.joined_at, u.id",
+        id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Json(rows))
+}
+
+async fn remove_member(
+    S(state): S<State>,
+    user: AuthUser,
+    Path((id, member_id)): Path<(i64, i64)>,
+) -> AppResult<StatusCode> {
+    let mut conn = state.db.acquire().await?;
+    membership::owner(&mut conn, user.id, id).await?;
+    if member_id == user.id {
+        return Err(AppError::conflict(
+            "owner_cannot_leave",
+            "The owner cannot be removed; delete the residence instead.",
+        ));
+    }
+    let n = sqlx::query!(
+        "DELETE FROM residence_members WHERE residence_id = $1 AND user_id = $2 AND role <> 'owner'",
+        id,
+        member_id
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(AppError::NotFound("member"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn leave(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+    let mut conn = state.db.acquire().await?;
+    if membership::role(&mut conn, user.id, id).await? == Role::Owner {
+        return Err(AppError::conflict(
+            "owner_cannot_leave",
+            "The owner cannot leave; delete the residence instead.",
+        ));
+    }
+    sqlx::query!(
+        "DELETE FROM residence_members WHERE residence_id = $1 AND user_id = $2",
+        id,
+        user.id
+    )
+    .execute(&mut *conn)
+    .await?;
+    // Tasks assigned to someone who left are unassigned.
+    sqlx::query!(
+        "UPDATE tasks SET assigned_to = NULL WHERE residence_id = $1 AND assigned_to = $2",
+        id,
+        user.id
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn summary(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+    let mut conn = state.db.acquire().await?;
+    membership::role(&mut conn, user.id, id).await?;
+    let today = membership::today_in(&user.timezone);
+    let tasks = sqlx::query!(
+        r#"SELECT t.is_cancelled, t.in_progress, t.next_due_date,
+                  (t.custom_interval_days IS NOT NULL OR f.interval_days IS NOT NULL OR f.interval_months IS NOT NULL) AS "recurring!",
+                  EXISTS (SELECT 1 FROM task_completions c WHERE c.task_id = t.id) AS "has_completion!"
+             FROM tasks t LEFT JOIN task_frequencies f ON f.id = t.frequency_id
+            WHERE t.residence_id = $1 AND NOT t.is_archived"#,
+        id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut counts = serde_json::Map::new();
+    for c in honeydue_core::domain::board::SHOWN {
+        counts.insert(c.name().into(), json!(0));
+    }
+    for t in &tasks {
+        let col = column(
+            &TaskState {
+                cancelled: t.is_cancelled,
+                in_progress: t.in_progress,
+                next_due: t.next_due_date,
+                recurring: t.recurring,
+                has_completion: t.has_completion,
+            },
+            today,
+            30,
+        );
+        if col != Column::Cancelled {
+            let e = counts.entry(col.name()).or_insert(json!(0));
+            *e = json!(e.as_i64().unwrap_or(0) + 1);
+        }
+    }
+    let year_start = NaiveDate::from_ymd_opt(today.year(), 1, 1).expect("valid date");
+    let spend = sqlx::query_scalar!(
+        r#"SELECT COALESCE(sum(c.actual_cost), 0) AS "spend!"
+             FROM task_completions c JOIN tasks t ON t.id = c.task_id
+            WHERE t.residence_id = $1
+              AND (c.completed_at AT TIME ZONE $2)::date >= $3"#,
+        id,
+        user.timezone,
+        year_start
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(Json(json!({
+        "residence_id": id,
+        "task_counts": counts,
+        "total_tasks": tasks.iter().filter(|t| !t.is_cancelled).count(),
+        "spend_this_year": spend.to_string(),
+        "year": today.year(),
+    })))
+}

@@ -1,0 +1,378 @@
+use api_residences::{app, Config, State};
+use axum::http::Method;
+use honeydue_testkit::fixtures::{add_member, residence, user};
+use honeydue_testkit::{TestClient, TestDb};
+use serde_json::json;
+
+async fn spawn() -> (TestDb, TestClient) {
+    let db = TestDb::new().await;
+    let state = State::new(Config::for_tests(&db.url, None), db.pool.clone());
+    (db, TestClient::new(app(state)))
+}
+
+#[tokio::test]
+async fn create_read_update_delete() {
+    let (db, c) = spawn().await;
+    let (_, t) = user(&db.pool, "ann@example.com").await;
+    let r = c
+        .post(
+            "/api/residences/",
+            json!({"name": " Lake House ", "residence_type_id": 1, "city": "Duluth", "year_built": 1978,
+                   "bathrooms": 2.5, "bedrooms": 3, "purchase_date": "2020-06-01"}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+    assert_eq!(r.json()["name"], "Lake House");
+    assert_eq!(r.json()["is_owner"], true);
+    assert_eq!(r.json()["role"], "owner");
+    assert_eq!(r.json()["member_count"], 1);
+    assert_eq!(r.json()["bathrooms"], "2.5");
+
+    let r = c
+        .patch(
+            &format!("/api/residences/{id}/"),
+            json!({"city": "Two Harbors", "year_built": null}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["city"], "Two Harbors");
+    assert_eq!(r.json()["year_built"], serde_json::Value::Null);
+    assert_eq!(r.json()["bedrooms"], 3, "absent fields are kept");
+
+    let r = c.get("/api/residences/", Some(&t)).await;
+    assert_eq!(r.json()["count"], 1);
+    assert_eq!(r.json()["results"][0]["id"], id);
+
+    assert_eq!(
+        c.delete(&format!("/api/residences/{id}/"), None, Some(&t))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        c.get(&format!("/api/residences/{id}/"), Some(&t))
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn validation_errors_name_the_fields() {
+    let (db, c) = spawn().await;
+    let (_, t) = user(&db.pool, "ann@example.com").await;
+    let r = c
+        .post(
+            "/api/residences/",
+            json!({"year_built": 1200, "bathrooms": 2.25, "sqft": -5}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    let f = &r.json()["error"]["fields"];
+    for k in ["name", "year_built", "bathrooms", "sqft"] {
+        assert!(f[k].is_array(), "{k}: {f}");
+    }
+    let r = c
+        .post(
+            "/api/residences/",
+            json!({"name": "X", "residence_type_id": 999}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(r.json()["error"]["fields"]["residence_type_id"].is_array());
+    let r = c
+        .post(
+            "/api/residences/",
+            json!({"name": "X", "colour": "red"}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(r.status, 422, "unknown fields are refused");
+    assert_eq!(c.get("/api/residences/abc/", Some(&t)).await.status, 404);
+    assert_eq!(c.get("/api/residences/", None).await.status, 401);
+}
+
+#[tokio::test]
+async fn outsiders_see_nothing_and_roles_are_enforced() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (b, tb) = user(&db.pool, "b@example.com").await;
+    let (v, tv) = user(&db.pool, "v@example.com").await;
+    let (_, tx) = user(&db.pool, "x@example.com").await;
+    let id = residence(&db.pool, a, "A's home").await;
+    add_member(&db.pool, id, b, "member").await;
+    add_member(&db.pool, id, v, "viewer").await;
+    let path = format!("/api/residences/{id}/");
+
+    // An outsider: 404 everywhere, and an empty list.
+    assert_eq!(c.get(&path, Some(&tx)).await.status, 404);
+    assert_eq!(
+        c.patch(&path, json!({"name": "mine"}), Some(&tx))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(c.delete(&path, None, Some(&tx)).await.status, 404);
+    assert_eq!(c.get(&format!("{path}users/"), Some(&tx)).await.status, 404);
+    assert_eq!(
+        c.get(&format!("{path}summary/"), Some(&tx)).await.status,
+        404
+    );
+    assert_eq!(
+        c.post(&format!("{path}share/"), json!({}), Some(&tx))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.get("/api/residences/", Some(&tx)).await.json()["count"],
+        0
+    );
+
+    // A viewer reads but cannot write; a member writes but cannot delete.
+    assert_eq!(c.get(&path, Some(&tv)).await.json()["role"], "viewer");
+    assert_eq!(
+        c.patch(&path, json!({"name": "v"}), Some(&tv)).await.status,
+        403
+    );
+    assert_eq!(
+        c.patch(&path, json!({"name": "Shared home"}), Some(&tb))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(c.delete(&path, None, Some(&tb)).await.status, 403);
+    assert_eq!(
+        c.post(&format!("{path}share/"), json!({}), Some(&tb))
+            .await
+            .status,
+        403
+    );
+    let r = c.get(&path, Some(&ta)).await;
+    assert_eq!(r.json()["name"], "Shared home");
+    assert_eq!(r.json()["member_count"], 3);
+}
+
+#[tokio::test]
+async fn share_join_members_leave() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (b, tb) = user(&db.pool, "b@example.com").await;
+    let (_, tv) = user(&db.pool, "v@example.com").await;
+    let id = residence(&db.pool, a, "Home").await;
+    let base = format!("/api/residences/{id}/");
+
+    assert_eq!(
+        c.get(&format!("{base}share/"), Some(&ta)).await.status,
+        404,
+        "no code yet"
+    );
+    let r = c
+        .post(
+            &format!("{base}share/"),
+            json!({"role": "member"}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let code = r.json()["code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 6);
+    // A second code replaces the first: one active per residence.
+    let r = c
+        .send(Method::POST, &format!("{base}share/"), None, Some(&ta))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let code2 = r.json()["code"].as_str().unwrap().to_string();
+    assert_eq!(
+        c.get(&format!("{base}share/"), Some(&ta)).await.json()["code"],
+        code2
+    );
+    if code2 != code {
+        assert_eq!(
+            c.post("/api/residences/join/", json!({"code": code}), Some(&tb))
+                .await
+                .status,
+            404
+        );
+    }
+
+    let r = c
+        .post(
+            "/api/residences/join/",
+            json!({"code": code2.to_lowercase()}),
+            Some(&tb),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["role"], "member");
+    let r = c
+        .post("/api/residences/join/", json!({"code": code2}), Some(&tb))
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "already_member");
+    assert_eq!(
+        c.post(
+            "/api/residences/join/",
+            json!({"code": "ZZZZZZ"}),
+            Some(&tv)
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        c.post("/api/residences/join/", json!({"code": "no"}), Some(&tv))
+            .await
+            .status,
+        422
+    );
+
+    // A viewer code joins read-only; an expired code joins nobody.
+    let r = c
+        .post(
+            &format!("{base}share/"),
+            json!({"role": "viewer", "expires_in_hours": 1}),
+            Some(&ta),
+        )
+        .await;
+    let vcode = r.json()["code"].as_str().unwrap().to_string();
+    let r = c
+        .post("/api/residences/join/", json!({"code": vcode}), Some(&tv))
+        .await;
+    assert_eq!(r.json()["role"], "viewer");
+    sqlx::query("UPDATE residence_share_codes SET expires_at = now() - interval '1 minute'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let (_, tz) = user(&db.pool, "z@example.com").await;
+    assert_eq!(
+        c.post("/api/residences/join/", json!({"code": vcode}), Some(&tz))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.post(
+            &format!("{base}share/"),
+            json!({"expires_in_hours": 9999}),
+            Some(&ta)
+        )
+        .await
+        .status,
+        422
+    );
+    assert_eq!(
+        c.delete(&format!("{base}share/"), None, Some(&ta))
+            .await
+            .status,
+        204
+    );
+
+    // Members, removal, leaving.
+    let r = c.get(&format!("{base}users/"), Some(&tb)).await;
+    let roles: Vec<&str> = r
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap().to_string().leak() as &str)
+        .collect();
+    assert_eq!(roles, vec!["owner", "member", "viewer"]);
+    assert_eq!(
+        c.post(&format!("{base}leave/"), json!({}), Some(&ta))
+            .await
+            .status,
+        409,
+        "the owner cannot leave"
+    );
+    assert_eq!(
+        c.delete(&format!("{base}users/{a}/"), None, Some(&ta))
+            .await
+            .status,
+        409
+    );
+    assert_eq!(
+        c.delete(&format!("{base}users/{a}/"), None, Some(&tb))
+            .await
+            .status,
+        403,
+        "members cannot remove"
+    );
+    assert_eq!(
+        c.post(&format!("{base}leave/"), json!({}), Some(&tb))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        c.get(&base, Some(&tb)).await.status,
+        404,
+        "gone after leaving"
+    );
+    let viewer_id = r.json()[2]["id"].as_i64().unwrap();
+    assert_eq!(
+        c.delete(&format!("{base}users/{viewer_id}/"), None, Some(&ta))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        c.delete(&format!("{base}users/{viewer_id}/"), None, Some(&ta))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(c.get(&base, Some(&ta)).await.json()["member_count"], 1);
+    let _ = b;
+}
+
+#[tokio::test]
+async fn summary_counts_columns_and_spend() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let id = residence(&db.pool, a, "Home").await;
+    for (title, due) in [
+        ("late", "-3 days"),
+        ("soon", "2 days"),
+        ("later", "90 days"),
+    ] {
+        sqlx::query(&format!(
+            "INSERT INTO tasks (residence_id, title, frequency_id, next_due_date, due_date)
+             VALUES ($1, $2, 5, current_date + interval '{due}', current_date + interval '{due}')"
+        ))
+        .bind(id)
+        .bind(title)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    sqlx::query("INSERT INTO tasks (residence_id, title, is_cancelled) VALUES ($1, 'gone', true)")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO task_completions (task_id, completed_at, actual_cost) SELECT id, now(), 120.50 FROM tasks WHERE title = 'later'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let r = c
+        .get(&format!("/api/residences/{id}/summary/"), Some(&ta))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let counts = &r.json()["task_counts"];
+    assert_eq!(
+        (
+            counts["overdue"].as_i64(),
+            counts["due_soon"].as_i64(),
+            counts["upcoming"].as_i64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert_eq!(r.json()["total_tasks"], 3);
+    assert_eq!(r.json()["spend_this_year"], "120.50");
+}

@@ -1,0 +1,54 @@
+//! Rows tests need, inserted directly (the auth function's own tests cover
+//! how they are made through the API).
+
+use sqlx::PgPool;
+
+/// A user with a login token: `(user_id, token)`.
+pub async fn user(pool: &PgPool, email: &str) -> (i64, String) {
+    user_in(pool, email, "UTC").await
+}
+
+/// A user in a time zone, with a login token.
+pub async fn user_in(pool: &PgPool, email: &str, timezone: &str) -> (i64, String) {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO users (email, password_hash, first_name, timezone, email_verified_at)
+         VALUES ($1, 'not-a-hash', split_part($1, '@', 1), $2, now()) RETURNING id",
+    )
+    .bind(email)
+    .bind(timezone)
+    .fetch_one(pool)
+    .await
+    .expect("insert user");
+    let (token, hash) = honeydue_core::auth::new_token();
+    sqlx::query("INSERT INTO auth_tokens (user_id, token_hash, expires_at) VALUES ($1, $2, now() + interval '1 day')")
+        .bind(id)
+        .bind(hash)
+        .execute(pool)
+        .await
+        .expect("insert token");
+    (id, token)
+}
+
+/// A residence owned by `owner`, with `others` as members of the given role.
+pub async fn residence(pool: &PgPool, owner: i64, name: &str) -> i64 {
+    let id: i64 =
+        sqlx::query_scalar("INSERT INTO residences (owner_id, name) VALUES ($1, $2) RETURNING id")
+            .bind(owner)
+            .bind(name)
+            .fetch_one(pool)
+            .await
+            .expect("insert residence");
+    add_member(pool, id, owner, "owner").await;
+    id
+}
+
+/// Adds a member.
+pub async fn add_member(pool: &PgPool, residence: i64, user: i64, role: &str) {
+    sqlx::query("INSERT INTO residence_members (residence_id, user_id, role) VALUES ($1, $2, $3)")
+        .bind(residence)
+        .bind(user)
+        .bind(role)
+        .execute(pool)
+        .await
+        .expect("insert member");
+}
