@@ -158,7 +158,7 @@ impl IntoResponse for AppError {
         let message = match &self {
             AppError::Internal(e) => {
                 // Logged once, here, where it is handled.
-                tracing::error!(error = ?e, "internal error");
+                tracing::error!(error = format!("{e:#}"), "internal error");
                 "An internal error occurred.".to_string()
             }
             AppError::Validation(_) => "Some fields are invalid.".to_string(),

@@ -47,6 +47,9 @@ impl TestResponse {
 impl TestClient {
     /// Wraps a router.
     pub fn new(router: Router) -> Self {
+        if std::env::var_os("TEST_SHOW_LOGS").is_some() {
+            honeydue_core::telemetry::init();
+        }
         Self {
             router,
             source_ip: "203.0.113.10".into(),

@@ -1,0 +1,312 @@
+//! Completions: record one (idempotently), list them, undo one.
+
+use axum::extract::State as S;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use honeydue_core::domain::recurrence;
+use honeydue_core::{membership, AppError, AppResult, Validator};
+use honeydue_http::{AuthUser, Json, Page, Paginated, Query, State};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::PgConnection;
+
+use crate::tasks::{load_task, Id};
+
+pub fn router() -> Router<State> {
+    Router::new()
+        .route("/api/task-completions/", get(list).post(create))
+        .route("/api/task-completions/{id}/", delete(remove))
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+struct CompletionOut {
+    id: i64,
+    task_id: i64,
+    completed_by: Option<i64>,
+    completed_at: DateTime<Utc>,
+    occurrence_date: Option<chrono::NaiveDate>,
+    notes: String,
+    actual_cost: Option<Decimal>,
+    rating: Option<i16>,
+    contractor_id: Option<i64>,
+    created_at: DateTime<Utc>,
+}
+
+async fn load_completion(conn: &mut PgConnection, id: i64) -> AppResult<CompletionOut> {
+    Ok(sqlx::query_as!(
+        CompletionOut,
+        "SELECT id, task_id, completed_by, completed_at, occurrence_date, notes, actual_cost, rating, contractor_id, created_at
+           FROM task_completions WHERE id = $1",
+        id
+    )
+    .fetch_one(conn)
+    .await?)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    task: Option<i64>,
+}
+
+async fn list(
+    S(state): S<State>,
+    user: AuthUser,
+    page: Page,
+    Query(p): Query<ListParams>,
+) -> AppResult<Json<Paginated<CompletionOut>>> {
+    let task_id = p.task.ok_or_else(|| {
+        AppError::field(
+            "task",
+            "Give the task whose completions to list (?task=ID).",
+        )
+    })?;
+    let mut conn = state.db.acquire().await?;
+    load_task(&mut conn, user.id, task_id).await?;
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM task_completions WHERE task_id = $1"#,
+        task_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows = sqlx::query_as!(
+        CompletionOut,
+        "SELECT id, task_id, completed_by, completed_at, occurrence_date, notes, actual_cost, rating, contractor_id, created_at
+           FROM task_completions WHERE task_id = $1
+          ORDER BY completed_at DESC, id DESC LIMIT $2 OFFSET $3",
+        task_id,
+        page.limit(),
+        page.offset()
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Json(Paginated::new(page, count, rows)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompletionIn {
+    task_id: i64,
+    completed_at: Option<DateTime<Utc>>,
+    notes: Option<String>,
+    actual_cost: Option<Decimal>,
+    rating: Option<i16>,
+    contractor_id: Option<i64>,
+    /// The occurrence (due date) being completed, as the client saw it: if
+    /// the task has moved on (someone else completed it), 409 instead of
+    /// completing the next one by mistake.
+    occurrence_date: Option<chrono::NaiveDate>,
+}
+
+async fn create(
+    S(state): S<State>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Json(b): Json<CompletionIn>,
+) -> AppResult<impl IntoResponse> {
+    let idem = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    let now = Utc::now();
+    let completed_at = b.completed_at.unwrap_or(now);
+    let mut v = Validator::new();
+    v.check(
+        completed_at <= now + chrono::Duration::minutes(5),
+        "completed_at",
+        "Cannot be in the future.",
+    );
+    v.check(
+        b.notes.as_ref().is_none_or(|n| n.chars().count() <= 10_000),
+        "notes",
+        "Enter at most 10000 characters.",
+    );
+    v.check(
+        b.actual_cost.is_none_or(|c| c >= Decimal::ZERO),
+        "actual_cost",
+        "Must be zero or more.",
+    );
+    v.check(
+        b.rating.is_none_or(|r| (1..=5).contains(&r)),
+        "rating",
+        "Rate from 1 to 5.",
+    );
+    v.check(
+        idem.as_ref().is_none_or(|k| k.len() <= 200),
+        "Idempotency-Key",
+        "At most 200 characters.",
+    );
+    v.finish()?;
+
+    let mut tx = state.db.begin().await?;
+    let task = load_task(&mut tx, user.id, b.task_id).await?;
+    membership::writer(&mut tx, user.id, task.residence_id).await?;
+    // Serialise completions of one task.
+    sqlx::query!("SELECT id FROM tasks WHERE id = $1 FOR UPDATE", task.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    if let Some(key) = &idem {
+        let existing = sqlx::query_scalar!(
+            "SELECT id FROM task_completions WHERE task_id = $1 AND idempotency_key = $2",
+            task.id,
+            key
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(cid) = existing {
+            // A retry of a completion already recorded: same answer, no change.
+            let completion = load_completion(&mut tx, cid).await?;
+            let t = load_task(&mut tx, user.id, task.id).await?;
+            tx.commit().await?;
+            let today = membership::today_in(&user.timezone);
+            return Ok((
+                StatusCode::OK,
+                Json(json!({"completion": completion, "task": t.to_json(today, 30)})),
+            ));
+        }
+    }
+    if task.is_cancelled {
+        return Err(AppError::conflict(
+            "task_cancelled",
+            "The task is cancelled; uncancel it first.",
+        ));
+    }
+    // Re-read under the lock: the row may have moved on since load_task.
+    let task = load_task(&mut tx, user.id, task.id).await?;
+    let recurring = task.interval().is_some();
+    if !recurring && task.completion_count > 0 && task.next_due_date.is_none() {
+        return Err(AppError::conflict(
+            "already_completed",
+            "This task is already completed.",
+        ));
+    }
+    if let Some(c) = b.contractor_id {
+        let visible = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM contractors WHERE id = $1 AND (owner_id = $2 OR residence_id = $3)) AS "x!""#,
+            c,
+            user.id,
+            task.residence_id
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if !visible {
+            return Err(AppError::field("contractor_id", "Unknown contractor."));
+        }
+    }
+    let occurrence = task.next_due_date;
+    if b.occurrence_date.is_some() && b.occurrence_date != occurrence {
+        return Err(AppError::conflict(
+            "already_completed",
+            "This occurrence is already completed.",
+        ));
+    }
+    let inserted = sqlx::query_scalar!(
+        "INSERT INTO task_completions (task_id, completed_by, completed_at, occurrence_date, previous_due_date,
+                                       notes, actual_cost, rating, contractor_id, idempotency_key)
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9) RETURNING id",
+        task.id,
+        user.id,
+        completed_at,
+        occurrence,
+        b.notes.clone().unwrap_or_default(),
+        b.actual_cost,
+        b.rating,
+        b.contractor_id,
+        idem,
+    )
+    .fetch_one(&mut *tx)
+    .await;
+    let cid = match inserted {
+        Ok(id) => id,
+        Err(sqlx::Error::Database(d))
+            if d.constraint() == Some("task_completions_occurrence_key") =>
+        {
+            return Err(AppError::conflict(
+                "already_completed",
+                "This occurrence is already completed.",
+            ))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let tz: chrono_tz::Tz = user.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let completed_on = completed_at.with_timezone(&tz).date_naive();
+    let next = recurrence::next_after_completion(
+        task.due_date,
+        occurrence,
+        completed_on,
+        task.interval(),
+        task.anchor(),
+    );
+    sqlx::query!(
+        "UPDATE tasks SET next_due_date = $2, in_progress = FALSE, updated_at = now() WHERE id = $1",
+        task.id,
+        next
+    )
+    .execute(&mut *tx)
+    .await?;
+    // Tell the other members (in-app).
+    sqlx::query!(
+        "INSERT INTO notifications (user_id, kind, title, body, data)
+         SELECT m.user_id, 'completed', $3, $4, $5
+           FROM residence_members m WHERE m.residence_id = $1 AND m.user_id <> $2",
+        task.residence_id,
+        user.id,
+        "A task was completed",
+        task.title,
+        json!({"task_id": task.id, "completion_id": cid, "completed_by": user.id})
+    )
+    .execute(&mut *tx)
+    .await?;
+    let completion = load_completion(&mut tx, cid).await?;
+    let t = load_task(&mut tx, user.id, task.id).await?;
+    tx.commit().await?;
+    let today = membership::today_in(&user.timezone);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"completion": completion, "task": t.to_json(today, 30)})),
+    ))
+}
+
+async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+    let mut tx = state.db.begin().await?;
+    let c = sqlx::query!(
+        "SELECT c.task_id, c.previous_due_date,
+                (c.id = (SELECT c2.id FROM task_completions c2 WHERE c2.task_id = c.task_id
+                          ORDER BY c2.completed_at DESC, c2.id DESC LIMIT 1)) AS latest
+           FROM task_completions c WHERE c.id = $1",
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(AppError::NotFound("completion"))?;
+    // Outside the caller's residences the completion does not exist.
+    let task = load_task(&mut tx, user.id, c.task_id)
+        .await
+        .map_err(|_| AppError::NotFound("completion"))?;
+    membership::writer(&mut tx, user.id, task.residence_id).await?;
+    sqlx::query!("SELECT id FROM tasks WHERE id = $1 FOR UPDATE", task.id)
+        .fetch_one(&mut *tx)
+        .await?;
+    sqlx::query!("DELETE FROM task_completions WHERE id = $1", id)
+        .execute(&mut *tx)
+        .await?;
+    if c.latest == Some(true) {
+        // Undoing the latest completion puts the task back where it was.
+        sqlx::query!(
+            "UPDATE tasks SET next_due_date = $2, updated_at = now() WHERE id = $1",
+            task.id,
+            c.previous_due_date
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    let t = load_task(&mut tx, user.id, task.id).await?;
+    tx.commit().await?;
+    Ok(Json(
+        json!({"task": t.to_json(membership::today_in(&user.timezone), 30)}),
+    ))
+}

@@ -1,0 +1,675 @@
+//! Tasks: the board, CRUD and actions.
+
+use axum::extract::{Path, State as S};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, NaiveDate, Utc};
+use honeydue_core::domain::board::{column, Column, TaskState, SHOWN};
+use honeydue_core::domain::recurrence::{self, Anchor};
+use honeydue_core::{membership, AppError, AppResult, Validator};
+use honeydue_http::{AuthUser, Json, Query, State};
+use rust_decimal::Decimal;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use sqlx::PgConnection;
+
+pub fn router() -> Router<State> {
+    Router::new()
+        .route("/api/tasks/", get(board_all).post(create))
+        .route("/api/tasks/by-residence/{id}/", get(board_residence))
+        .route("/api/tasks/{id}/", get(detail).patch(update).delete(remove))
+        .route("/api/tasks/{id}/mark-in-progress/", post(mark_in_progress))
+        .route("/api/tasks/{id}/cancel/", post(cancel))
+        .route("/api/tasks/{id}/uncancel/", post(uncancel))
+        .route("/api/tasks/{id}/archive/", post(archive))
+        .route("/api/tasks/{id}/unarchive/", post(unarchive))
+        .route("/api/tasks/{id}/skip/", post(skip))
+        .route("/api/tasks/{id}/reschedule/", post(reschedule))
+}
+
+/// A positive integer id from the path; anything else is 404.
+pub struct Id(pub i64);
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Id {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &St,
+    ) -> Result<Self, AppError> {
+        let Path(raw) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| AppError::NotFound("task"))?;
+        raw.get("id")
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|v| *v > 0)
+            .map(Id)
+            .ok_or(AppError::NotFound("task"))
+    }
+}
+
+/// A task row with what its column and recurrence depend on.
+#[derive(Debug, Clone)]
+pub struct TaskRow {
+    pub id: i64,
+    pub residence_id: i64,
+    pub title: String,
+    pub description: String,
+    pub category_id: Option<i32>,
+    pub priority_id: Option<i32>,
+    pub frequency_id: Option<i32>,
+    pub custom_interval_days: Option<i32>,
+    pub recurrence_anchor: String,
+    pub due_date: Option<NaiveDate>,
+    pub next_due_date: Option<NaiveDate>,
+    pub assigned_to: Option<i64>,
+    pub contractor_id: Option<i64>,
+    pub estimated_cost: Option<Decimal>,
+    pub in_progress: bool,
+    pub is_cancelled: bool,
+    pub is_archived: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub freq_days: Option<i32>,
+    pub freq_months: Option<i32>,
+    pub completion_count: i64,
+    pub last_completed_at: Option<DateTime<Utc>>,
+}
+
+impl TaskRow {
+    pub fn interval(&self) -> Option<recurrence::Interval> {
+        recurrence::interval(self.custom_interval_days, self.freq_days, self.freq_months)
+    }
+    pub fn anchor(&self) -> Anchor {
+        Anchor::parse(&self.recurrence_anchor).unwrap_or(Anchor::DueDate)
+    }
+    pub fn column(&self, today: NaiveDate, days: i64) -> Column {
+        column(
+            &TaskState {
+                cancelled: self.is_cancelled,
+                in_progress: self.in_progress,
+                next_due: self.next_due_date,
+                recurring: self.interval().is_some(),
+                has_completion: self.completion_count > 0,
+            },
+            today,
+            days,
+        )
+    }
+    pub fn to_json(&self, today: NaiveDate, days: i64) -> Value {
+        json!({
+            "id": self.id,
+            "residence_id": self.residence_id,
+            "title": self.title,
+            "description": self.description,
+            "category_id": self.category_id,
+            "priority_id": self.priority_id,
+            "frequency_id": self.frequency_id,
+            "custom_interval_days": self.custom_interval_days,
+            "recurrence_anchor": self.recurrence_anchor,
+            "due_date": self.due_date,
+            "next_due_date": self.next_due_date,
+            "assigned_to": self.assigned_to,
+            "contractor_id": self.contractor_id,
+            "estimated_cost": self.estimated_cost,
+            "in_progress": self.in_progress,
+            "is_cancelled": self.is_cancelled,
+            "is_archived": self.is_archived,
+            "is_recurring": self.interval().is_some(),
+            "kanban_column": if self.is_archived { "archived" } else { self.column(today, days).name() },
+            "completion_count": self.completion_count,
+            "last_completed_at": self.last_completed_at,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        })
+    }
+}
+
+/// Loads tasks by a filter: one task, a residence, or all of a user's
+/// residences. Membership is part of every query.
+pub async fn load_tasks(
+    conn: &mut PgConnection,
+    user_id: i64,
+    task_id: Option<i64>,
+    residence_id: Option<i64>,
+    include_archived: bool,
+) -> AppResult<Vec<TaskRow>> {
+    let rows = sqlx::query_as!(
+        TaskRow,
+        r#"SELECT t.id, t.residence_id, t.title, t.description, t.category_id, t.priority_id, t.frequency_id,
+                  t.custom_interval_days, t.recurrence_anchor, t.due_date, t.next_due_date, t.assigned_to,
+                  t.contractor_id, t.estimated_cost, t.in_progress, t.is_cancelled, t.is_archived,
+                  t.created_at, t.updated_at,
+                  f.interval_days AS "freq_days?", f.interval_months AS "freq_months?",
+                  (SELECT count(*) FROM task_completions c WHERE c.task_id = t.id) AS "completion_count!",
+                  (SELECT max(c.completed_at) FROM task_completions c WHERE c.task_id = t.id) AS last_completed_at
+             FROM tasks t
+             JOIN residence_members m ON m.residence_id = t.residence_id AND m.user_id = $1
+             LEFT JOIN task_frequencies f ON f.id = t.frequency_id
+            WHERE ($2::bigint IS NULL OR t.id = $2)
+              AND ($3::bigint IS NULL OR t.residence_id = $3)
+              AND ($4 OR NOT t.is_archived)
+            ORDER BY t.next_due_date NULLS LAST, t.id"#,
+        user_id,
+        task_id,
+        residence_id,
+        include_archived
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows)
+}
+
+/// One task the user can see, or 404.
+pub async fn load_task(conn: &mut PgConnection, user_id: i64, id: i64) -> AppResult<TaskRow> {
+    load_tasks(conn, user_id, Some(id), None, true)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound("task"))
+}
+
+// ---- board -----------------------------------------------------------------------
+
+#[derive(Debug, Deserialize)]
+struct BoardParams {
+    days: Option<i64>,
+}
+
+fn days(p: &BoardParams) -> AppResult<i64> {
+    let d = p.days.unwrap_or(30);
+    if (1..=365).contains(&d) {
+        Ok(d)
+    } else {
+        Err(AppError::field("days", "Must be between 1 and 365."))
+    }
+}
+
+fn board(rows: &[TaskRow], today: NaiveDate, days: i64) -> Value {
+    let columns: Vec<Value> = SHOWN
+        .iter()
+        .map(|c| {
+            let mut tasks: Vec<&TaskRow> = rows
+                .iter()
+                .filter(|t| t.column(today, days) == *c)
+                .collect();
+            if *c == Column::Completed {
+                tasks.sort_by_key(|t| std::cmp::Reverse(t.last_completed_at));
+            }
+            json!({
+                "name": c.name(),
+                "display_name": c.display_name(),
+                "color": c.color(),
+                "actions": c.actions(),
+                "count": tasks.len(),
+                "tasks": tasks.iter().map(|t| t.to_json(today, days)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({"days_threshold": days, "date": today, "columns": columns})
+}
+
+/// A JSON answer with a content ETag; `If-None-Match` on it gives 304.
+fn with_etag(headers: &HeaderMap, body: Value) -> Response {
+    let text = body.to_string();
+    let tag = format!(
+        "\"{}\"",
+        &hex::encode(Sha256::digest(text.as_bytes()))[..32]
+    );
+    let matches = headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().trim_start_matches("W/") == tag);
+    let mut r = if matches {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            text,
+        )
+            .into_response()
+    };
+    r.headers_mut()
+        .insert(header::ETAG, HeaderValue::from_str(&tag).expect("hex"));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("private, no-cache"),
+    );
+    r
+}
+
+async fn board_all(
+    S(state): S<State>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Query(p): Query<BoardParams>,
+) -> AppResult<Response> {
+    let days = days(&p)?;
+    let mut conn = state.db.acquire().await?;
+    let rows = load_tasks(&mut conn, user.id, None, None, false).await?;
+    let today = membership::today_in(&user.timezone);
+    Ok(with_etag(&headers, board(&rows, today, days)))
+}
+
+async fn board_residence(
+    S(state): S<State>,
+    user: AuthUser,
+    headers: HeaderMap,
+    Id(id): Id,
+    Query(p): Query<BoardParams>,
+) -> AppResult<Response> {
+    let days = days(&p)?;
+    let mut conn = state.db.acquire().await?;
+    membership::role(&mut conn, user.id, id).await?;
+    let rows = load_tasks(&mut conn, user.id, None, Some(id), false).await?;
+    let today = membership::today_in(&user.timezone);
+    let mut b = board(&rows, today, days);
+    b["residence_id"] = json!(id);
+    Ok(with_etag(&headers, b))
+}
+
+// ---- CRUD ------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TaskIn {
+    residence_id: Option<i64>,
+    title: Option<String>,
+    description: Option<String>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    category_id: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    priority_id: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    frequency_id: Option<Option<i32>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    custom_interval_days: Option<Option<i32>>,
+    recurrence_anchor: Option<String>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    due_date: Option<Option<NaiveDate>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    assigned_to: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    contractor_id: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    estimated_cost: Option<Option<Decimal>>,
+}
+
+/// Checks fields and the references that must lie inside the residence.
+async fn validate(
+    conn: &mut PgConnection,
+    user_id: i64,
+    residence_id: i64,
+    b: &TaskIn,
+    creating: bool,
+) -> AppResult<()> {
+    let mut v = Validator::new();
+    match &b.title {
+        Some(t) => {
+            v.check(
+                !t.trim().is_empty(),
+                "title",
+                "This field may not be blank.",
+            );
+            v.check(
+                t.chars().count() <= 200,
+                "title",
+                "Enter at most 200 characters.",
+            );
+        }
+        None if creating => v.add("title", "This field is required."),
+        None => {}
+    }
+    if let Some(d) = &b.description {
+        v.check(
+            d.chars().count() <= 10_000,
+            "description",
+            "Enter at most 10000 characters.",
+        );
+    }
+    if let Some(Some(n)) = b.custom_interval_days {
+        v.check(
+            (1..=3650).contains(&n),
+            "custom_interval_days",
+            "Between 1 and 3650 days.",
+        );
+    }
+    if let Some(a) = &b.recurrence_anchor {
+        v.check(
+            Anchor::parse(a).is_some(),
+            "recurrence_anchor",
+            "Use due_date or completion.",
+        );
+    }
+    if let Some(Some(c)) = b.estimated_cost {
+        v.check(
+            c >= Decimal::ZERO && c < Decimal::from(10_000_000_000i64),
+            "estimated_cost",
+            "Must be zero or more.",
+        );
+    }
+    if let Some(Some(u)) = b.assigned_to {
+        let member = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM residence_members WHERE residence_id = $1 AND user_id = $2) AS "x!""#,
+            residence_id,
+            u
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        v.check(
+            member,
+            "assigned_to",
+            "Assign the task to a member of the residence.",
+        );
+    }
+    if let Some(Some(c)) = b.contractor_id {
+        let visible = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM contractors
+                               WHERE id = $1 AND (owner_id = $2 OR residence_id = $3)) AS "x!""#,
+            c,
+            user_id,
+            residence_id
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        v.check(visible, "contractor_id", "Unknown contractor.");
+    }
+    for (field, id, table) in [
+        ("category_id", b.category_id.flatten(), "task_categories"),
+        ("priority_id", b.priority_id.flatten(), "task_priorities"),
+        ("frequency_id", b.frequency_id.flatten(), "task_frequencies"),
+    ] {
+        if let Some(id) = id {
+            let exists: bool = sqlx::query_scalar(&format!(
+                "SELECT EXISTS (SELECT 1 FROM {table} WHERE id = $1)"
+            ))
+            .bind(id)
+            .fetch_one(&mut *conn)
+            .await?;
+            v.check(exists, field, "Unknown value.");
+        }
+    }
+    v.finish()
+}
+
+async fn create(
+    S(state): S<State>,
+    user: AuthUser,
+    Json(b): Json<TaskIn>,
+) -> AppResult<impl IntoResponse> {
+    let residence_id = b
+        .residence_id
+        .ok_or_else(|| AppError::field("residence_id", "This field is required."))?;
+    let mut tx = state.db.begin().await?;
+    membership::writer(&mut tx, user.id, residence_id).await?;
+    validate(&mut tx, user.id, residence_id, &b, true).await?;
+    let due = b.due_date.flatten();
+    let id = sqlx::query_scalar!(
+        "INSERT INTO tasks (residence_id, created_by, title, description, category_id, priority_id, frequency_id,
+                            custom_interval_days, recurrence_anchor, due_date, next_due_date, assigned_to,
+                            contractor_id, estimated_cost)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13) RETURNING id",
+        residence_id,
+        user.id,
+        b.title.as_deref().unwrap_or_default().trim(),
+        b.description.clone().unwrap_or_default(),
+        b.category_id.flatten(),
+        b.priority_id.flatten(),
+        b.frequency_id.flatten(),
+        b.custom_interval_days.flatten(),
+        b.recurrence_anchor.clone().unwrap_or_else(|| "due_date".into()),
+        due,
+        b.assigned_to.flatten(),
+        b.contractor_id.flatten(),
+        b.estimated_cost.flatten(),
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(a) = b.assigned_to.flatten().filter(|a| *a != user.id) {
+        notify_assigned(&mut tx, a, id, b.title.as_deref().unwrap_or_default()).await?;
+    }
+    let task = load_task(&mut tx, user.id, id).await?;
+    tx.commit().await?;
+    let today = membership::today_in(&user.timezone);
+    Ok((StatusCode::CREATED, Json(task.to_json(today, 30))))
+}
+
+async fn notify_assigned(
+    conn: &mut PgConnection,
+    to: i64,
+    task_id: i64,
+    title: &str,
+) -> AppResult<()> {
+    sqlx::query!(
+        "INSERT INTO notifications (user_id, kind, title, body, data) VALUES ($1, 'assigned', $2, $3, $4)",
+        to,
+        "A task was assigned to you",
+        title,
+        json!({"task_id": task_id})
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+    let mut conn = state.db.acquire().await?;
+    let t = load_task(&mut conn, user.id, id).await?;
+    Ok(Json(t.to_json(membership::today_in(&user.timezone), 30)))
+}
+
+async fn update(
+    S(state): S<State>,
+    user: AuthUser,
+    Id(id): Id,
+    Json(b): Json<TaskIn>,
+) -> AppResult<Json<Value>> {
+    let mut tx = state.db.begin().await?;
+    let current = load_task(&mut tx, user.id, id).await?;
+    membership::writer(&mut tx, user.id, current.residence_id).await?;
+    if b.residence_id.is_some_and(|r| r != current.residence_id) {
+        return Err(AppError::field(
+            "residence_id",
+            "A task cannot move to another residence.",
+        ));
+    }
+    validate(&mut tx, user.id, current.residence_id, &b, false).await?;
+    let set = |o: bool| o;
+    // A new due date restarts the series from it.
+    sqlx::query!(
+        "UPDATE tasks SET
+            title = COALESCE($2, title),
+            description = COALESCE($3, description),
+            category_id = CASE WHEN $4 THEN $5 ELSE category_id END,
+            priority_id = CASE WHEN $6 THEN $7 ELSE priority_id END,
+            frequency_id = CASE WHEN $8 THEN $9 ELSE frequency_id END,
+            custom_interval_days = CASE WHEN $10 THEN $11 ELSE custom_interval_days END,
+            recurrence_anchor = COALESCE($12, recurrence_anchor),
+            due_date = CASE WHEN $13 THEN $14 ELSE due_date END,
+            next_due_date = CASE WHEN $13 THEN $14 ELSE next_due_date END,
+            assigned_to = CASE WHEN $15 THEN $16 ELSE assigned_to END,
+            contractor_id = CASE WHEN $17 THEN $18 ELSE contractor_id END,
+            estimated_cost = CASE WHEN $19 THEN $20 ELSE estimated_cost END,
+            updated_at = now()
+          WHERE id = $1",
+        id,
+        b.title.as_deref().map(str::trim),
+        b.description,
+        set(b.category_id.is_some()),
+        b.category_id.flatten(),
+        set(b.priority_id.is_some()),
+        b.priority_id.flatten(),
+        set(b.frequency_id.is_some()),
+        b.frequency_id.flatten(),
+        set(b.custom_interval_days.is_some()),
+        b.custom_interval_days.flatten(),
+        b.recurrence_anchor,
+        set(b.due_date.is_some()),
+        b.due_date.flatten(),
+        set(b.assigned_to.is_some()),
+        b.assigned_to.flatten(),
+        set(b.contractor_id.is_some()),
+        b.contractor_id.flatten(),
+        set(b.estimated_cost.is_some()),
+        b.estimated_cost.flatten(),
+    )
+    .execute(&mut *tx)
+    .await?;
+    if let Some(a) = b
+        .assigned_to
+        .flatten()
+        .filter(|a| *a != user.id && Some(*a) != current.assigned_to)
+    {
+        notify_assigned(&mut tx, a, id, &current.title).await?;
+    }
+    let t = load_task(&mut tx, user.id, id).await?;
+    tx.commit().await?;
+    Ok(Json(t.to_json(membership::today_in(&user.timezone), 30)))
+}
+
+async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+    let mut conn = state.db.acquire().await?;
+    let t = load_task(&mut conn, user.id, id).await?;
+    membership::writer(&mut conn, user.id, t.residence_id).await?;
+    sqlx::query!("DELETE FROM tasks WHERE id = $1", id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- actions ---------------------------------------------------------------------
+
+/// Loads a task the caller may change, applies `sql` with the task id as $1,
+/// and answers the updated task.
+async fn act(
+    state: &State,
+    user: &AuthUser,
+    id: i64,
+    check: impl FnOnce(&TaskRow) -> AppResult<()>,
+    sql: &str,
+) -> AppResult<Json<Value>> {
+    let mut tx = state.db.begin().await?;
+    let t = load_task(&mut tx, user.id, id).await?;
+    membership::writer(&mut tx, user.id, t.residence_id).await?;
+    check(&t)?;
+    sqlx::query(sql).bind(id).execute(&mut *tx).await?;
+    let t = load_task(&mut tx, user.id, id).await?;
+    tx.commit().await?;
+    Ok(Json(t.to_json(membership::today_in(&user.timezone), 30)))
+}
+
+fn not_cancelled(t: &TaskRow) -> AppResult<()> {
+    if t.is_cancelled {
+        Err(AppError::conflict(
+            "task_cancelled",
+            "The task is cancelled; uncancel it first.",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+async fn mark_in_progress(
+    S(state): S<State>,
+    user: AuthUser,
+    Id(id): Id,
+) -> AppResult<Json<Value>> {
+    act(
+        &state,
+        &user,
+        id,
+        not_cancelled,
+        "UPDATE tasks SET in_progress = TRUE, updated_at = now() WHERE id = $1",
+    )
+    .await
+}
+
+async fn cancel(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+    act(&state, &user, id, |_| Ok(()), "UPDATE tasks SET is_cancelled = TRUE, in_progress = FALSE, updated_at = now() WHERE id = $1").await
+}
+
+async fn uncancel(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+    act(
+        &state,
+        &user,
+        id,
+        |_| Ok(()),
+        "UPDATE tasks SET is_cancelled = FALSE, updated_at = now() WHERE id = $1",
+    )
+    .await
+}
+
+async fn archive(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+    act(&state, &user, id, |_| Ok(()), "UPDATE tasks SET is_archived = TRUE, in_progress = FALSE, updated_at = now() WHERE id = $1").await
+}
+
+async fn unarchive(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+    act(
+        &state,
+        &user,
+        id,
+        |_| Ok(()),
+        "UPDATE tasks SET is_archived = FALSE, updated_at = now() WHERE id = $1",
+    )
+    .await
+}
+
+async fn skip(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+    let mut tx = state.db.begin().await?;
+    let t = load_task(&mut tx, user.id, id).await?;
+    membership::writer(&mut tx, user.id, t.residence_id).await?;
+    not_cancelled(&t)?;
+    let occurrence = t.next_due_date.ok_or_else(|| {
+        AppError::conflict("no_due_date", "Only a task with a due date can be skipped.")
+    })?;
+    let next = recurrence::next_after_skip(t.due_date, occurrence, t.interval(), t.anchor())
+        .ok_or_else(|| {
+            AppError::conflict("not_recurring", "Only a recurring task can be skipped.")
+        })?;
+    sqlx::query!(
+        "UPDATE tasks SET next_due_date = $2, in_progress = FALSE, updated_at = now() WHERE id = $1",
+        id,
+        next
+    )
+    .execute(&mut *tx)
+    .await?;
+    let t = load_task(&mut tx, user.id, id).await?;
+    tx.commit().await?;
+    Ok(Json(t.to_json(membership::today_in(&user.timezone), 30)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RescheduleIn {
+    due_date: NaiveDate,
+}
+
+async fn reschedule(
+    S(state): S<State>,
+    user: AuthUser,
+    Id(id): Id,
+    Json(b): Json<RescheduleIn>,
+) -> AppResult<Json<Value>> {
+    let mut tx = state.db.begin().await?;
+    let t = load_task(&mut tx, user.id, id).await?;
+    membership::writer(&mut tx, user.id, t.residence_id).await?;
+    not_cancelled(&t)?;
+    // Moves this occurrence only; a due-date-anchored series keeps its
+    // rhythm from its first due date (which the new date starts if unset).
+    sqlx::query!(
+        "UPDATE tasks SET next_due_date = $2, due_date = COALESCE(due_date, $2), updated_at = now() WHERE id = $1",
+        id,
+        b.due_date
+    )
+    .execute(&mut *tx)
+    .await?;
+    let t = load_task(&mut tx, user.id, id).await?;
+    tx.commit().await?;
+    Ok(Json(t.to_json(membership::today_in(&user.timezone), 30)))
+}

@@ -1,0 +1,607 @@
+use api_tasks::{app, Config, State};
+use axum::http::Method;
+use chrono::NaiveDate;
+use honeydue_testkit::fixtures::{add_member, residence, user, user_in};
+use honeydue_testkit::{TestClient, TestDb};
+use serde_json::{json, Value};
+
+async fn spawn() -> (TestDb, TestClient) {
+    let db = TestDb::new().await;
+    let state = State::new(Config::for_tests(&db.url, None), db.pool.clone());
+    (db, TestClient::new(app(state)))
+}
+
+const MONTHLY: i64 = 5;
+const ANNUALLY: i64 = 8;
+const WEEKLY: i64 = 3;
+
+async fn task(c: &TestClient, token: &str, body: Value) -> Value {
+    let r = c.post("/api/tasks/", body, Some(token)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()
+}
+
+async fn complete(c: &TestClient, token: &str, task_id: i64, at: &str) -> Value {
+    let r = c
+        .post(
+            "/api/task-completions/",
+            json!({"task_id": task_id, "completed_at": at}),
+            Some(token),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()
+}
+
+fn column_of(board: &Value, task_id: i64) -> String {
+    for col in board["columns"].as_array().unwrap() {
+        if col["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["id"] == task_id)
+        {
+            return col["name"].as_str().unwrap().to_string();
+        }
+    }
+    "absent".into()
+}
+
+fn today_in(tz: &str) -> NaiveDate {
+    let tz: chrono_tz::Tz = tz.parse().unwrap();
+    chrono::Utc::now().with_timezone(&tz).date_naive()
+}
+
+#[tokio::test]
+async fn crud_validation_and_scope() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (v, tv) = user(&db.pool, "v@example.com").await;
+    let (_, tx) = user(&db.pool, "x@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    add_member(&db.pool, home, v, "viewer").await;
+
+    let t = task(&c, &ta, json!({"residence_id": home, "title": "Clean gutters", "category_id": 5, "priority_id": 2,
+                                 "frequency_id": ANNUALLY, "due_date": "2030-10-01", "estimated_cost": "150.00", "assigned_to": a})).await;
+    let id = t["id"].as_i64().unwrap();
+    assert_eq!(t["next_due_date"], "2030-10-01");
+    assert_eq!(t["is_recurring"], true);
+    assert_eq!(t["kanban_column"], "upcoming");
+    assert_eq!(t["estimated_cost"], "150.00");
+
+    let r = c
+        .patch(
+            &format!("/api/tasks/{id}/"),
+            json!({"title": "Clean all gutters", "priority_id": null}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["title"], "Clean all gutters");
+    assert_eq!(r.json()["priority_id"], Value::Null);
+    assert_eq!(r.json()["category_id"], 5);
+
+    // Validation.
+    let r = c.post("/api/tasks/", json!({"residence_id": home, "title": " ", "category_id": 999, "custom_interval_days": 0,
+                                         "recurrence_anchor": "moon", "assigned_to": 987654, "estimated_cost": "-1"}), Some(&ta)).await;
+    assert_eq!(r.status, 422);
+    let f = &r.json()["error"]["fields"];
+    for k in [
+        "title",
+        "category_id",
+        "custom_interval_days",
+        "recurrence_anchor",
+        "assigned_to",
+        "estimated_cost",
+    ] {
+        assert!(f[k].is_array(), "{k}: {f}");
+    }
+    assert_eq!(
+        c.post("/api/tasks/", json!({"title": "x"}), Some(&ta))
+            .await
+            .status,
+        422
+    );
+    let other = residence(&db.pool, a, "Cabin").await;
+    let r = c
+        .patch(
+            &format!("/api/tasks/{id}/"),
+            json!({"residence_id": other}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+
+    // Scope: outsiders get 404, viewers 403 on writes.
+    assert_eq!(
+        c.get(&format!("/api/tasks/{id}/"), Some(&tx)).await.status,
+        404
+    );
+    assert_eq!(
+        c.patch(
+            &format!("/api/tasks/{id}/"),
+            json!({"title": "mine"}),
+            Some(&tx)
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        c.delete(&format!("/api/tasks/{id}/"), None, Some(&tx))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.post(&format!("/api/tasks/{id}/cancel/"), json!({}), Some(&tx))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.post(
+            "/api/tasks/",
+            json!({"residence_id": home, "title": "sneaky"}),
+            Some(&tx)
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        c.get(&format!("/api/tasks/by-residence/{home}/"), Some(&tx))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        column_of(&c.get("/api/tasks/", Some(&tx)).await.json(), id),
+        "absent"
+    );
+    assert_eq!(
+        c.get(&format!("/api/task-completions/?task={id}"), Some(&tx))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.post("/api/task-completions/", json!({"task_id": id}), Some(&tx))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.get(&format!("/api/tasks/{id}/"), Some(&tv)).await.status,
+        200
+    );
+    assert_eq!(
+        c.patch(
+            &format!("/api/tasks/{id}/"),
+            json!({"title": "v"}),
+            Some(&tv)
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(
+        c.post("/api/task-completions/", json!({"task_id": id}), Some(&tv))
+            .await
+            .status,
+        403
+    );
+    assert_eq!(
+        c.post(&format!("/api/tasks/{id}/archive/"), json!({}), Some(&tv))
+            .await
+            .status,
+        403
+    );
+
+    assert_eq!(
+        c.delete(&format!("/api/tasks/{id}/"), None, Some(&ta))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        c.get(&format!("/api/tasks/{id}/"), Some(&ta)).await.status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn board_columns_and_boundaries_in_two_time_zones() {
+    let (db, c) = spawn().await;
+    // UTC+14 and UTC-11: their dates differ by one or two days.
+    let (east, te) = user_in(&db.pool, "east@example.com", "Pacific/Kiritimati").await;
+    let (west, tw) = user_in(&db.pool, "west@example.com", "Pacific/Pago_Pago").await;
+    let home = residence(&db.pool, east, "Home").await;
+    add_member(&db.pool, home, west, "member").await;
+    let te_today = today_in("Pacific/Kiritimati");
+    let d = |n: i64| (te_today + chrono::Duration::days(n)).to_string();
+
+    let mk = |title: &str, due: Option<String>| json!({"residence_id": home, "title": title, "frequency_id": MONTHLY, "due_date": due});
+    let yesterday = task(&c, &te, mk("yesterday", Some(d(-1)))).await["id"]
+        .as_i64()
+        .unwrap();
+    let today = task(&c, &te, mk("today", Some(d(0)))).await["id"]
+        .as_i64()
+        .unwrap();
+    let edge = task(&c, &te, mk("edge", Some(d(30)))).await["id"]
+        .as_i64()
+        .unwrap();
+    let beyond = task(&c, &te, mk("beyond", Some(d(31)))).await["id"]
+        .as_i64()
+        .unwrap();
+    let undated = task(&c, &te, json!({"residence_id": home, "title": "undated"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let busy = task(&c, &te, mk("busy", Some(d(-10)))).await["id"]
+        .as_i64()
+        .unwrap();
+    c.post(
+        &format!("/api/tasks/{busy}/mark-in-progress/"),
+        json!({}),
+        Some(&te),
+    )
+    .await;
+    let gone = task(&c, &te, mk("gone", Some(d(1)))).await["id"]
+        .as_i64()
+        .unwrap();
+    c.post(&format!("/api/tasks/{gone}/cancel/"), json!({}), Some(&te))
+        .await;
+    let once = task(
+        &c,
+        &te,
+        json!({"residence_id": home, "title": "once", "due_date": d(2)}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    complete(&c, &te, once, "2026-01-01T00:00:00Z").await;
+
+    let b = c
+        .get(&format!("/api/tasks/by-residence/{home}/"), Some(&te))
+        .await
+        .json();
+    let names: Vec<&str> = b["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "overdue",
+            "due_soon",
+            "upcoming",
+            "in_progress",
+            "completed"
+        ]
+    );
+    assert_eq!(b["days_threshold"], 30);
+    assert_eq!(column_of(&b, yesterday), "overdue");
+    assert_eq!(column_of(&b, today), "due_soon");
+    assert_eq!(column_of(&b, edge), "due_soon");
+    assert_eq!(column_of(&b, beyond), "upcoming");
+    assert_eq!(column_of(&b, undated), "upcoming");
+    assert_eq!(column_of(&b, busy), "in_progress");
+    assert_eq!(column_of(&b, gone), "absent", "cancelled tasks are hidden");
+    assert_eq!(column_of(&b, once), "completed");
+    let overdue = &b["columns"][0];
+    assert_eq!(overdue["count"], 1);
+    assert!(overdue["actions"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("complete")));
+
+    // The same tasks seen from UTC-11: "yesterday" in UTC+14 is today or tomorrow there.
+    let b = c
+        .get(&format!("/api/tasks/by-residence/{home}/"), Some(&tw))
+        .await
+        .json();
+    assert_eq!(column_of(&b, yesterday), "due_soon");
+    assert_eq!(column_of(&b, today), "due_soon");
+    // ?days narrows "due soon".
+    let b = c
+        .get(
+            &format!("/api/tasks/by-residence/{home}/?days=7"),
+            Some(&te),
+        )
+        .await
+        .json();
+    assert_eq!(column_of(&b, edge), "upcoming");
+    assert_eq!(c.get("/api/tasks/?days=0", Some(&te)).await.status, 422);
+    // The all-residences board has them too.
+    assert_eq!(
+        column_of(&c.get("/api/tasks/", Some(&tw)).await.json(), beyond),
+        "upcoming"
+    );
+}
+
+#[tokio::test]
+async fn board_etags_change_when_the_board_does() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    let id = task(&c, &ta, json!({"residence_id": home, "title": "t", "frequency_id": WEEKLY, "due_date": "2030-01-01"})).await["id"].as_i64().unwrap();
+    let path = format!("/api/tasks/by-residence/{home}/");
+    let r = c.get(&path, Some(&ta)).await;
+    let tag = r.headers["etag"].to_str().unwrap().to_string();
+    let r = c
+        .send_raw(
+            Method::GET,
+            &path,
+            None,
+            Some(&ta),
+            &[("if-none-match", &tag)],
+        )
+        .await;
+    assert_eq!(r.status, 304);
+    c.post(
+        &format!("/api/tasks/{id}/mark-in-progress/"),
+        json!({}),
+        Some(&ta),
+    )
+    .await;
+    let r = c
+        .send_raw(
+            Method::GET,
+            &path,
+            None,
+            Some(&ta),
+            &[("if-none-match", &tag)],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_ne!(r.headers["etag"].to_str().unwrap(), tag);
+}
+
+#[tokio::test]
+async fn recurrence_month_ends_leap_days_and_anchors() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+
+    let m = task(&c, &ta, json!({"residence_id": home, "title": "m", "frequency_id": MONTHLY, "due_date": "2026-01-31"})).await["id"].as_i64().unwrap();
+    let r = complete(&c, &ta, m, "2026-01-31T12:00:00Z").await;
+    assert_eq!(r["task"]["next_due_date"], "2026-02-28");
+    assert_eq!(r["completion"]["occurrence_date"], "2026-01-31");
+    let r = complete(&c, &ta, m, "2026-02-28T12:00:00Z").await;
+    assert_eq!(
+        r["task"]["next_due_date"], "2026-03-31",
+        "the series keeps its 31st"
+    );
+
+    let leap = task(&c, &ta, json!({"residence_id": home, "title": "leap", "frequency_id": ANNUALLY, "due_date": "2024-02-29"})).await["id"].as_i64().unwrap();
+    let r = complete(&c, &ta, leap, "2024-02-29T10:00:00Z").await;
+    assert_eq!(r["task"]["next_due_date"], "2025-02-28");
+
+    // Late completion jumps to the first future occurrence of the series.
+    let late = task(&c, &ta, json!({"residence_id": home, "title": "late", "frequency_id": MONTHLY, "due_date": "2026-01-01"})).await["id"].as_i64().unwrap();
+    let r = complete(&c, &ta, late, "2026-03-15T12:00:00Z").await;
+    assert_eq!(r["task"]["next_due_date"], "2026-04-01");
+
+    // Completion-anchored custom interval.
+    let ca = task(
+        &c,
+        &ta,
+        json!({"residence_id": home, "title": "filter", "custom_interval_days": 10,
+                                  "recurrence_anchor": "completion", "due_date": "2026-01-01"}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let r = complete(&c, &ta, ca, "2026-01-05T12:00:00Z").await;
+    assert_eq!(r["task"]["next_due_date"], "2026-01-15");
+}
+
+#[tokio::test]
+async fn skip_reschedule_and_undo() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    let w = task(&c, &ta, json!({"residence_id": home, "title": "w", "frequency_id": WEEKLY, "due_date": "2026-01-01"})).await["id"].as_i64().unwrap();
+    let r = c
+        .post(&format!("/api/tasks/{w}/skip/"), json!({}), Some(&ta))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["next_due_date"], "2026-01-08");
+    let r = c
+        .post(
+            &format!("/api/tasks/{w}/reschedule/"),
+            json!({"due_date": "2026-01-10"}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.json()["next_due_date"], "2026-01-10");
+    assert_eq!(
+        c.post(
+            &format!("/api/tasks/{w}/reschedule/"),
+            json!({"due_date": "soon"}),
+            Some(&ta)
+        )
+        .await
+        .status,
+        422
+    );
+
+    // Complete twice, then undo: the latest restores the date, an older one does not move it.
+    let first = complete(&c, &ta, w, "2026-01-10T12:00:00Z").await;
+    assert_eq!(first["task"]["next_due_date"], "2026-01-15");
+    let second = complete(&c, &ta, w, "2026-01-15T12:00:00Z").await;
+    assert_eq!(second["task"]["next_due_date"], "2026-01-22");
+    let second_id = second["completion"]["id"].as_i64().unwrap();
+    let first_id = first["completion"]["id"].as_i64().unwrap();
+    let r = c
+        .delete(
+            &format!("/api/task-completions/{second_id}/"),
+            None,
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["task"]["next_due_date"], "2026-01-15");
+    let r = c
+        .delete(
+            &format!("/api/task-completions/{first_id}/"),
+            None,
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(
+        r.json()["task"]["next_due_date"],
+        "2026-01-10",
+        "now the latest: restores its date"
+    );
+    assert_eq!(
+        c.delete(
+            &format!("/api/task-completions/{first_id}/"),
+            None,
+            Some(&ta)
+        )
+        .await
+        .status,
+        404
+    );
+
+    // One-off tasks cannot be skipped; cancelled ones cannot be completed.
+    let once = task(
+        &c,
+        &ta,
+        json!({"residence_id": home, "title": "once", "due_date": "2026-02-01"}),
+    )
+    .await["id"]
+        .as_i64()
+        .unwrap();
+    let r = c
+        .post(&format!("/api/tasks/{once}/skip/"), json!({}), Some(&ta))
+        .await;
+    assert_eq!(r.status, 409);
+    c.post(&format!("/api/tasks/{once}/cancel/"), json!({}), Some(&ta))
+        .await;
+    let r = c
+        .post(
+            "/api/task-completions/",
+            json!({"task_id": once}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    c.post(
+        &format!("/api/tasks/{once}/uncancel/"),
+        json!({}),
+        Some(&ta),
+    )
+    .await;
+    let r = c
+        .post(&format!("/api/tasks/{once}/archive/"), json!({}), Some(&ta))
+        .await;
+    assert_eq!(r.json()["kanban_column"], "archived");
+    let r = c
+        .post(
+            &format!("/api/tasks/{once}/unarchive/"),
+            json!({}),
+            Some(&ta),
+        )
+        .await;
+    assert_ne!(r.json()["kanban_column"], "archived");
+}
+
+#[tokio::test]
+async fn completions_are_idempotent_and_once_per_occurrence() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (b, _) = user(&db.pool, "b@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    add_member(&db.pool, home, b, "member").await;
+    let w = task(&c, &ta, json!({"residence_id": home, "title": "w", "frequency_id": WEEKLY, "due_date": "2026-01-01"})).await["id"].as_i64().unwrap();
+    let body = json!({"task_id": w, "completed_at": "2026-01-01T09:00:00Z", "rating": 5, "actual_cost": "20.00", "notes": "done"});
+    let key = [("idempotency-key", "tap-1")];
+    let send = |body: Value| {
+        let c = c.clone();
+        let ta = ta.clone();
+        async move {
+            c.send_raw(
+                Method::POST,
+                "/api/task-completions/",
+                Some(body.to_string().into_bytes()),
+                Some(&ta),
+                &key,
+            )
+            .await
+        }
+    };
+    let r1 = send(body.clone()).await;
+    assert_eq!(r1.status, 201, "{}", r1.text());
+    let r2 = send(body.clone()).await;
+    assert_eq!(r2.status, 200, "a retry is harmless");
+    assert_eq!(r1.json()["completion"]["id"], r2.json()["completion"]["id"]);
+    assert_eq!(
+        r2.json()["task"]["next_due_date"],
+        "2026-01-08",
+        "not advanced twice"
+    );
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM task_completions")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+
+    // A second completion of the same occurrence (another device) is a conflict.
+    let r = c
+        .post(
+            "/api/task-completions/",
+            json!({"task_id": w, "occurrence_date": "2026-01-01"}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "already_completed");
+
+    // Validation.
+    let r = c.post("/api/task-completions/", json!({"task_id": w, "rating": 6, "actual_cost": "-3", "completed_at": "2999-01-01T00:00:00Z"}), Some(&ta)).await;
+    assert_eq!(r.status, 422);
+    for k in ["rating", "actual_cost", "completed_at"] {
+        assert!(r.json()["error"]["fields"][k].is_array(), "{k}");
+    }
+    assert_eq!(c.get("/api/task-completions/", Some(&ta)).await.status, 422);
+    let r = c
+        .get(&format!("/api/task-completions/?task={w}"), Some(&ta))
+        .await;
+    assert_eq!(r.json()["count"], 1);
+    assert_eq!(r.json()["results"][0]["rating"], 5);
+
+    // The other member was told, the one who completed was not.
+    let notes: Vec<(i64, String)> = sqlx::query_as("SELECT user_id, kind FROM notifications")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(notes, vec![(b, "completed".to_string())]);
+
+    // One-off: done once, then 409.
+    let once = task(&c, &ta, json!({"residence_id": home, "title": "once"})).await["id"]
+        .as_i64()
+        .unwrap();
+    let r = c
+        .post(
+            "/api/task-completions/",
+            json!({"task_id": once}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["task"]["kanban_column"], "completed");
+    assert_eq!(
+        c.post(
+            "/api/task-completions/",
+            json!({"task_id": once}),
+            Some(&ta)
+        )
+        .await
+        .status,
+        409
+    );
+}
