@@ -1,0 +1,320 @@
+//! Handlers of `/api/contractors/`.
+
+use axum::extract::{Path, State as S};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use honeydue_core::types::Email;
+use honeydue_core::{membership, AppError, AppResult, Validator};
+use honeydue_http::{AuthUser, Json, Page, Paginated, Query, State};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use sqlx::PgConnection;
+
+pub fn router() -> Router<State> {
+    Router::new()
+        .route("/api/contractors/", get(list).post(create))
+        .route("/api/contractors/{id}/", get(detail).patch(update).delete(remove))
+        .route("/api/contractors/{id}/toggle-favorite/", post(toggle_favorite))
+        .route("/api/contractors/{id}/tasks/", get(tasks))
+}
+
+struct Id(i64);
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Id {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &St) -> Result<Self, AppError> {
+        let Path(raw) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound("contractor"))?;
+        raw.get("id")
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|v| *v > 0)
+            .map(Id)
+            .ok_or(AppError::NotFound("contractor"))
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ContractorOut {
+    id: i64,
+    residence_id: Option<i64>,
+    name: String,
+    company: String,
+    phone: String,
+    email: String,
+    website: String,
+    notes: String,
+    is_favorite: bool,
+    specialty_ids: Vec<i32>,
+    is_mine: bool,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Contractors the user can see, filtered; newest first.
+#[allow(clippy::too_many_arguments)]
+async fn query(
+    conn: &mut PgConnection,
+    user_id: i64,
+    id: Option<i64>,
+    residence: Option<i64>,
+    specialty: Option<i32>,
+    favorite: Option<bool>,
+    limit: i64,
+    offset: i64,
+) -> AppResult<(i64, Vec<ContractorOut>)> {
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM contractors c
+            WHERE (c.owner_id = $1 OR EXISTS (SELECT 1 FROM residence_members m
+                                              WHERE m.residence_id = c.residence_id AND m.user_id = $1))
+              AND ($2::bigint IS NULL OR c.id = $2)
+              AND ($3::bigint IS NULL OR c.residence_id = $3)
+              AND ($4::int IS NULL OR EXISTS (SELECT 1 FROM contractor_specialty_links l
+                                              WHERE l.contractor_id = c.id AND l.specialty_id = $4))
+              AND ($5::bool IS NULL OR c.is_favorite = $5)"#,
+        user_id,
+        id,
+        residence,
+        specialty,
+        favorite
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows = sqlx::query_as!(
+        ContractorOut,
+        r#"SELECT c.id, c.residence_id, c.name, c.company, c.phone, c.email, c.website, c.notes, c.is_favorite,
+                  ARRAY(SELECT l.specialty_id FROM contractor_specialty_links l WHERE l.contractor_id = c.id
+                        ORDER BY l.specialty_id) AS "specialty_ids!",
+                  (c.owner_id = $1) AS "is_mine!", c.created_at, c.updated_at
+             FROM contractors c
+            WHERE (c.owner_id = $1 OR EXISTS (SELECT 1 FROM residence_members m
+                                              WHERE m.residence_id = c.residence_id AND m.user_id = $1))
+              AND ($2::bigint IS NULL OR c.id = $2)
+              AND ($3::bigint IS NULL OR c.residence_id = $3)
+              AND ($4::int IS NULL OR EXISTS (SELECT 1 FROM contractor_specialty_links l
+                                              WHERE l.contractor_id = c.id AND l.specialty_id = $4))
+              AND ($5::bool IS NULL OR c.is_favorite = $5)
+            ORDER BY c.is_favorite DESC, c.name, c.id
+            LIMIT $6 OFFSET $7"#,
+        user_id,
+        id,
+        residence,
+        specialty,
+        favorite,
+        limit,
+        offset
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((count, rows))
+}
+
+async fn load(conn: &mut PgConnection, user_id: i64, id: i64) -> AppResult<ContractorOut> {
+    query(conn, user_id, Some(id), None, None, None, 1, 0)
+        .await?
+        .1
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound("contractor"))
+}
+
+/// The caller may change the contractor: they added it, or they may write
+/// to its residence.
+async fn require_write(conn: &mut PgConnection, user_id: i64, id: i64) -> AppResult<ContractorOut> {
+    let c = load(conn, user_id, id).await?;
+    if !c.is_mine {
+        match c.residence_id {
+            Some(r) => {
+                membership::writer(conn, user_id, r).await?;
+            }
+            None => return Err(AppError::NotFound("contractor")),
+        }
+    }
+    Ok(c)
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    residence: Option<i64>,
+    specialty: Option<i32>,
+    favorite: Option<bool>,
+}
+
+async fn list(S(state): S<State>, user: AuthUser, page: Page, Query(p): Query<ListParams>) -> AppResult<Json<Paginated<ContractorOut>>> {
+    let mut conn = state.db.acquire().await?;
+    let (count, rows) = query(&mut conn, user.id, None, p.residence, p.specialty, p.favorite, page.limit(), page.offset()).await?;
+    Ok(Json(Paginated::new(page, count, rows)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ContractorIn {
+    name: Option<String>,
+    company: Option<String>,
+    phone: Option<String>,
+    email: Option<String>,
+    website: Option<String>,
+    notes: Option<String>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    residence_id: Option<Option<i64>>,
+    specialty_ids: Option<Vec<i32>>,
+    is_favorite: Option<bool>,
+}
+
+async fn validate(conn: &mut PgConnection, user_id: i64, b: &mut ContractorIn, creating: bool) -> AppResult<()> {
+    let mut v = Validator::new();
+    match &b.name {
+        Some(n) => v.check(!n.trim().is_empty() && n.chars().count() <= 200, "name", "Enter a name of at most 200 characters."),
+        None if creating => v.add("name", "This field is required."),
+        None => {}
+    }
+    for (f, val, max) in [("company", &b.company, 200), ("phone", &b.phone, 50), ("website", &b.website, 500), ("notes", &b.notes, 10_000)] {
+        if let Some(s) = val {
+            v.check(s.chars().count() <= max, f, format!("Enter at most {max} characters."));
+        }
+    }
+    if let Some(e) = b.email.as_deref().filter(|e| !e.trim().is_empty()) {
+        match Email::parse(e) {
+            Ok(e) => b.email = Some(e.as_str().to_string()),
+            Err(m) => v.add("email", m),
+        }
+    }
+    if let Some(w) = b.website.as_deref().filter(|w| !w.is_empty()) {
+        v.check(w.starts_with("https://") || w.starts_with("http://"), "website", "Enter a URL starting with http:// or https://.");
+    }
+    if let Some(ids) = &b.specialty_ids {
+        v.check(ids.len() <= 20, "specialty_ids", "At most 20 specialties.");
+        let known: i64 = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM contractor_specialties WHERE id = ANY($1)"#,
+            ids
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        let mut distinct = ids.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        v.check(known as usize == distinct.len(), "specialty_ids", "Unknown specialty.");
+    }
+    v.finish()?;
+    if let Some(Some(r)) = b.residence_id {
+        membership::writer(conn, user_id, r).await?;
+    }
+    Ok(())
+}
+
+async fn set_specialties(conn: &mut PgConnection, id: i64, ids: &[i32]) -> AppResult<()> {
+    sqlx::query!("DELETE FROM contractor_specialty_links WHERE contractor_id = $1", id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query!(
+        "INSERT INTO contractor_specialty_links (contractor_id, specialty_id)
+         SELECT $1, s FROM unnest($2::int[]) s ON CONFLICT DO NOTHING",
+        id,
+        ids
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+async fn create(S(state): S<State>, user: AuthUser, Json(mut b): Json<ContractorIn>) -> AppResult<impl IntoResponse> {
+    let mut tx = state.db.begin().await?;
+    validate(&mut tx, user.id, &mut b, true).await?;
+    let id = sqlx::query_scalar!(
+        "INSERT INTO contractors (owner_id, residence_id, name, company, phone, email, website, notes, is_favorite)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
+        user.id,
+        b.residence_id.flatten(),
+        b.name.as_deref().unwrap_or_default().trim(),
+        b.company.clone().unwrap_or_default(),
+        b.phone.clone().unwrap_or_default(),
+        b.email.clone().unwrap_or_default(),
+        b.website.clone().unwrap_or_default(),
+        b.notes.clone().unwrap_or_default(),
+        b.is_favorite.unwrap_or(false)
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if let Some(ids) = &b.specialty_ids {
+        set_specialties(&mut tx, id, ids).await?;
+    }
+    let out = load(&mut tx, user.id, id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<ContractorOut>> {
+    let mut conn = state.db.acquire().await?;
+    Ok(Json(load(&mut conn, user.id, id).await?))
+}
+
+async fn update(S(state): S<State>, user: AuthUser, Id(id): Id, Json(mut b): Json<ContractorIn>) -> AppResult<Json<ContractorOut>> {
+    let mut tx = state.db.begin().await?;
+    require_write(&mut tx, user.id, id).await?;
+    validate(&mut tx, user.id, &mut b, false).await?;
+    sqlx::query!(
+        "UPDATE contractors SET name = COALESCE($2, name), company = COALESCE($3, company), phone = COALESCE($4, phone),
+                email = COALESCE($5, email), website = COALESCE($6, website), notes = COALESCE($7, notes),
+                residence_id = CASE WHEN $8 THEN $9 ELSE residence_id END,
+                is_favorite = COALESCE($10, is_favorite), updated_at = now()
+          WHERE id = $1",
+        id,
+        b.name.as_deref().map(str::trim),
+        b.company,
+        b.phone,
+        b.email,
+        b.website,
+        b.notes,
+        b.residence_id.is_some(),
+        b.residence_id.flatten(),
+        b.is_favorite
+    )
+    .execute(&mut *tx)
+    .await?;
+    if let Some(ids) = &b.specialty_ids {
+        set_specialties(&mut tx, id, ids).await?;
+    }
+    let out = load(&mut tx, user.id, id).await?;
+    tx.commit().await?;
+    Ok(Json(out))
+}
+
+async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+    let mut conn = state.db.acquire().await?;
+    require_write(&mut conn, user.id, id).await?;
+    sqlx::query!("DELETE FROM contractors WHERE id = $1", id).execute(&mut *conn).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn toggle_favorite(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<ContractorOut>> {
+    let mut conn = state.db.acquire().await?;
+    require_write(&mut conn, user.id, id).await?;
+    sqlx::query!("UPDATE contractors SET is_favorite = NOT is_favorite, updated_at = now() WHERE id = $1", id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(Json(load(&mut conn, user.id, id).await?))
+}
+
+async fn tasks(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+    let mut conn = state.db.acquire().await?;
+    load(&mut conn, user.id, id).await?;
+    // Only tasks in residences the caller belongs to.
+    let rows = sqlx::query!(
+        "SELECT t.id, t.residence_id, t.title, t.next_due_date, t.is_cancelled, t.is_archived
+           FROM tasks t JOIN residence_members m ON m.residence_id = t.residence_id AND m.user_id = $1
+          WHERE t.contractor_id = $2
+          ORDER BY t.next_due_date NULLS LAST, t.id",
+        user.id,
+        id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Json(json!(rows
+        .into_iter()
+        .map(|t| json!({"id": t.id, "residence_id": t.residence_id, "title": t.title,
+                        "next_due_date": t.next_due_date, "is_cancelled": t.is_cancelled, "is_archived": t.is_archived}))
+        .collect::<Vec<_>>())))
+}
