@@ -16,8 +16,14 @@ use sqlx::PgConnection;
 pub fn router() -> Router<State> {
     Router::new()
         .route("/api/contractors/", get(list).post(create))
-        .route("/api/contractors/{id}/", get(detail).patch(update).delete(remove))
-        .route("/api/contractors/{id}/toggle-favorite/", post(toggle_favorite))
+        .route(
+            "/api/contractors/{id}/",
+            get(detail).patch(update).delete(remove),
+        )
+        .route(
+            "/api/contractors/{id}/toggle-favorite/",
+            post(toggle_favorite),
+        )
         .route("/api/contractors/{id}/tasks/", get(tasks))
 }
 
@@ -25,10 +31,14 @@ struct Id(i64);
 
 impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Id {
     type Rejection = AppError;
-    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &St) -> Result<Self, AppError> {
-        let Path(raw) = Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| AppError::NotFound("contractor"))?;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &St,
+    ) -> Result<Self, AppError> {
+        let Path(raw) =
+            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| AppError::NotFound("contractor"))?;
         raw.get("id")
             .and_then(|v| v.parse::<i64>().ok())
             .filter(|v| *v > 0)
@@ -143,9 +153,24 @@ struct ListParams {
     favorite: Option<bool>,
 }
 
-async fn list(S(state): S<State>, user: AuthUser, page: Page, Query(p): Query<ListParams>) -> AppResult<Json<Paginated<ContractorOut>>> {
+async fn list(
+    S(state): S<State>,
+    user: AuthUser,
+    page: Page,
+    Query(p): Query<ListParams>,
+) -> AppResult<Json<Paginated<ContractorOut>>> {
     let mut conn = state.db.acquire().await?;
-    let (count, rows) = query(&mut conn, user.id, None, p.residence, p.specialty, p.favorite, page.limit(), page.offset()).await?;
+    let (count, rows) = query(
+        &mut conn,
+        user.id,
+        None,
+        p.residence,
+        p.specialty,
+        p.favorite,
+        page.limit(),
+        page.offset(),
+    )
+    .await?;
     Ok(Json(Paginated::new(page, count, rows)))
 }
 
@@ -164,16 +189,34 @@ struct ContractorIn {
     is_favorite: Option<bool>,
 }
 
-async fn validate(conn: &mut PgConnection, user_id: i64, b: &mut ContractorIn, creating: bool) -> AppResult<()> {
+async fn validate(
+    conn: &mut PgConnection,
+    user_id: i64,
+    b: &mut ContractorIn,
+    creating: bool,
+) -> AppResult<()> {
     let mut v = Validator::new();
     match &b.name {
-        Some(n) => v.check(!n.trim().is_empty() && n.chars().count() <= 200, "name", "Enter a name of at most 200 characters."),
+        Some(n) => v.check(
+            !n.trim().is_empty() && n.chars().count() <= 200,
+            "name",
+            "Enter a name of at most 200 characters.",
+        ),
         None if creating => v.add("name", "This field is required."),
         None => {}
     }
-    for (f, val, max) in [("company", &b.company, 200), ("phone", &b.phone, 50), ("website", &b.website, 500), ("notes", &b.notes, 10_000)] {
+    for (f, val, max) in [
+        ("company", &b.company, 200),
+        ("phone", &b.phone, 50),
+        ("website", &b.website, 500),
+        ("notes", &b.notes, 10_000),
+    ] {
         if let Some(s) = val {
-            v.check(s.chars().count() <= max, f, format!("Enter at most {max} characters."));
+            v.check(
+                s.chars().count() <= max,
+                f,
+                format!("Enter at most {max} characters."),
+            );
         }
     }
     if let Some(e) = b.email.as_deref().filter(|e| !e.trim().is_empty()) {
@@ -183,7 +226,11 @@ async fn validate(conn: &mut PgConnection, user_id: i64, b: &mut ContractorIn, c
         }
     }
     if let Some(w) = b.website.as_deref().filter(|w| !w.is_empty()) {
-        v.check(w.starts_with("https://") || w.starts_with("http://"), "website", "Enter a URL starting with http:// or https://.");
+        v.check(
+            w.starts_with("https://") || w.starts_with("http://"),
+            "website",
+            "Enter a URL starting with http:// or https://.",
+        );
     }
     if let Some(ids) = &b.specialty_ids {
         v.check(ids.len() <= 20, "specialty_ids", "At most 20 specialties.");
@@ -196,7 +243,11 @@ async fn validate(conn: &mut PgConnection, user_id: i64, b: &mut ContractorIn, c
         let mut distinct = ids.clone();
         distinct.sort_unstable();
         distinct.dedup();
-        v.check(known as usize == distinct.len(), "specialty_ids", "Unknown specialty.");
+        v.check(
+            known as usize == distinct.len(),
+            "specialty_ids",
+            "Unknown specialty.",
+        );
     }
     v.finish()?;
     if let Some(Some(r)) = b.residence_id {
@@ -206,9 +257,12 @@ async fn validate(conn: &mut PgConnection, user_id: i64, b: &mut ContractorIn, c
 }
 
 async fn set_specialties(conn: &mut PgConnection, id: i64, ids: &[i32]) -> AppResult<()> {
-    sqlx::query!("DELETE FROM contractor_specialty_links WHERE contractor_id = $1", id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM contractor_specialty_links WHERE contractor_id = $1",
+        id
+    )
+    .execute(&mut *conn)
+    .await?;
     sqlx::query!(
         "INSERT INTO contractor_specialty_links (contractor_id, specialty_id)
          SELECT $1, s FROM unnest($2::int[]) s ON CONFLICT DO NOTHING",
@@ -220,7 +274,11 @@ async fn set_specialties(conn: &mut PgConnection, id: i64, ids: &[i32]) -> AppRe
     Ok(())
 }
 
-async fn create(S(state): S<State>, user: AuthUser, Json(mut b): Json<ContractorIn>) -> AppResult<impl IntoResponse> {
+async fn create(
+    S(state): S<State>,
+    user: AuthUser,
+    Json(mut b): Json<ContractorIn>,
+) -> AppResult<impl IntoResponse> {
     let mut tx = state.db.begin().await?;
     validate(&mut tx, user.id, &mut b, true).await?;
     let id = sqlx::query_scalar!(
@@ -251,7 +309,12 @@ async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Jso
     Ok(Json(load(&mut conn, user.id, id).await?))
 }
 
-async fn update(S(state): S<State>, user: AuthUser, Id(id): Id, Json(mut b): Json<ContractorIn>) -> AppResult<Json<ContractorOut>> {
+async fn update(
+    S(state): S<State>,
+    user: AuthUser,
+    Id(id): Id,
+    Json(mut b): Json<ContractorIn>,
+) -> AppResult<Json<ContractorOut>> {
     let mut tx = state.db.begin().await?;
     require_write(&mut tx, user.id, id).await?;
     validate(&mut tx, user.id, &mut b, false).await?;
@@ -285,16 +348,25 @@ async fn update(S(state): S<State>, user: AuthUser, Id(id): Id, Json(mut b): Jso
 async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
     let mut conn = state.db.acquire().await?;
     require_write(&mut conn, user.id, id).await?;
-    sqlx::query!("DELETE FROM contractors WHERE id = $1", id).execute(&mut *conn).await?;
+    sqlx::query!("DELETE FROM contractors WHERE id = $1", id)
+        .execute(&mut *conn)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn toggle_favorite(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<ContractorOut>> {
+async fn toggle_favorite(
+    S(state): S<State>,
+    user: AuthUser,
+    Id(id): Id,
+) -> AppResult<Json<ContractorOut>> {
     let mut conn = state.db.acquire().await?;
     require_write(&mut conn, user.id, id).await?;
-    sqlx::query!("UPDATE contractors SET is_favorite = NOT is_favorite, updated_at = now() WHERE id = $1", id)
-        .execute(&mut *conn)
-        .await?;
+    sqlx::query!(
+        "UPDATE contractors SET is_favorite = NOT is_favorite, updated_at = now() WHERE id = $1",
+        id
+    )
+    .execute(&mut *conn)
+    .await?;
     Ok(Json(load(&mut conn, user.id, id).await?))
 }
 

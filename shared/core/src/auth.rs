@@ -97,6 +97,25 @@ pub fn hash_code(user_id: i64, purpose: &str, code: &str) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
+/// HMAC-SHA256 of `message` under `secret`, URL-safe base64.
+pub fn sign(secret: &[u8], message: &str) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(message.as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// Checks a [`sign`] signature in constant time.
+pub fn verify_signature(secret: &[u8], message: &str, signature: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let Ok(sig) = URL_SAFE_NO_PAD.decode(signature.as_bytes()) else {
+        return false;
+    };
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    mac.update(message.as_bytes());
+    mac.verify_slice(&sig).is_ok()
+}
+
 /// Hex SHA-256, for keys that must not reveal what they are keyed on
 /// (rate-limit keys carry no email addresses).
 pub fn sha256_hex(input: &str) -> String {
@@ -125,6 +144,15 @@ mod tests {
         assert_eq!(hash_token(&a), ha);
         assert_eq!(ha.len(), 32);
         assert!(a.len() >= 43);
+    }
+
+    #[test]
+    fn signatures_verify_and_resist_tampering() {
+        let s = sign(b"k", "unsubscribe:1:all");
+        assert!(verify_signature(b"k", "unsubscribe:1:all", &s));
+        assert!(!verify_signature(b"k", "unsubscribe:2:all", &s));
+        assert!(!verify_signature(b"other", "unsubscribe:1:all", &s));
+        assert!(!verify_signature(b"k", "unsubscribe:1:all", "garbage!"));
     }
 
     #[test]

@@ -213,6 +213,9 @@ pub struct AppConfig {
     pub mail_from: String,
     /// `TOKEN_TTL_DAYS` (default 365): lifetime of an app login token.
     pub token_ttl_days: i64,
+    /// `APP_SECRET`: signs unsubscribe links and other tokens that travel
+    /// outside the database. Required by the functions that sign.
+    pub secret: Option<Secret<String>>,
 }
 
 impl AppConfig {
@@ -231,6 +234,13 @@ impl AppConfig {
             base_url: base_url.trim_end_matches('/').to_string(),
             mail_from: env.or("MAIL_FROM", "honeyDue <noreply@honeydue.local>".to_string()),
             token_ttl_days,
+            secret: {
+                let s: Option<String> = env.optional("APP_SECRET");
+                if s.as_ref().is_some_and(|s| s.len() < 16) {
+                    env.problem("APP_SECRET must be at least 16 characters");
+                }
+                s.map(Secret::new)
+            },
         }
     }
 }

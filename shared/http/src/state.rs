@@ -36,7 +36,10 @@ impl Config {
 
     /// A configuration for tests: this database, defaults for the rest.
     pub fn for_tests(database_url: &str, redis_url: Option<String>) -> Self {
-        let mut env = Env::from_pairs([("DATABASE_URL", database_url)]);
+        let mut env = Env::from_pairs([
+            ("DATABASE_URL", database_url),
+            ("APP_SECRET", "test-secret-not-for-production"),
+        ]);
         let db = DbConfig::read(&mut env).expect("valid test URL");
         let app = AppConfig::read(&mut env);
         Self { db, app, redis_url }
@@ -84,8 +87,35 @@ impl State {
 /// A function's `main`: tracing, state from the environment (exit 2 with
 /// every configuration problem named), then the router on the Runtime API.
 pub async fn serve(name: &str, app: fn(State) -> axum::Router) -> Result<(), lambda_http::Error> {
+    serve_requiring(name, &[], app).await
+}
+
+/// [`serve`] for a function that also needs optional settings to be set
+/// (`APP_SECRET`, ...): their absence is an init error naming them.
+pub async fn serve_requiring(
+    name: &str,
+    required: &[&str],
+    app: fn(State) -> axum::Router,
+) -> Result<(), lambda_http::Error> {
     honeydue_core::telemetry::init();
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|v| {
+            std::env::var(v)
+                .map(|s| s.trim().is_empty())
+                .unwrap_or(true)
+        })
+        .map(|v| format!("{v} is not set"))
+        .collect();
     let state = match State::init(Env::from_process()).await {
+        Ok(_) if !missing.is_empty() => Err(anyhow::anyhow!(
+            "invalid configuration: {}",
+            missing.join("; ")
+        )),
+        Err(e) if !missing.is_empty() => Err(anyhow::anyhow!("{e:#}; {}", missing.join("; "))),
+        other => other,
+    };
+    let state = match state {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "init failed");

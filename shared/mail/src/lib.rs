@@ -48,3 +48,47 @@ pub async fn enqueue(conn: &mut PgConnection, email: &OutgoingEmail) -> sqlx::Re
     .fetch_optional(conn)
     .await
 }
+
+/// Signed, stateless unsubscribe links: `{user_id}.{kind}.{signature}`,
+/// where `kind` is a notification kind or `all`.
+pub mod unsubscribe {
+    use honeydue_core::auth::{sign, verify_signature};
+
+    fn message(user_id: i64, kind: &str) -> String {
+        format!("unsubscribe:{user_id}:{kind}")
+    }
+
+    /// The token for `user_id` and `kind`.
+    pub fn token(secret: &str, user_id: i64, kind: &str) -> String {
+        format!(
+            "{user_id}.{kind}.{}",
+            sign(secret.as_bytes(), &message(user_id, kind))
+        )
+    }
+
+    /// The `(user_id, kind)` a valid token stands for.
+    pub fn verify(secret: &str, token: &str) -> Option<(i64, String)> {
+        let mut parts = token.splitn(3, '.');
+        let user_id: i64 = parts.next()?.parse().ok()?;
+        let kind = parts.next()?;
+        let sig = parts.next()?;
+        verify_signature(secret.as_bytes(), &message(user_id, kind), sig)
+            .then(|| (user_id, kind.to_string()))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn round_trip_and_tamper() {
+            let t = super::token("s3cret-s3cret-s3cret", 42, "daily_digest");
+            assert_eq!(
+                super::verify("s3cret-s3cret-s3cret", &t),
+                Some((42, "daily_digest".into()))
+            );
+            assert_eq!(super::verify("other-secret-value!!", &t), None);
+            let forged = t.replacen("42.", "43.", 1);
+            assert_eq!(super::verify("s3cret-s3cret-s3cret", &forged), None);
+            assert_eq!(super::verify("s3cret-s3cret-s3cret", "garbage"), None);
+        }
+    }
+}

@@ -622,6 +622,7 @@ async fn gateway_serves_every_function_with_a_real_database() {
         .arg("--bin-dir")
         .arg(bin_dir())
         .env("DATABASE_URL", &db.url)
+        .env("APP_SECRET", "gateway-test-secret-0123")
         .env_remove("REDIS_URL");
     let p = tokio::task::spawn_blocking(move || Proc::spawn(cmd, addr).ready())
         .await

@@ -1,0 +1,12 @@
+//! The `api-notifications` function: the in-app inbox, push devices,
+//! notification preferences, and the public unsubscribe link.
+
+mod routes;
+
+use axum::Router;
+pub use honeydue_http::{Config, State};
+
+/// The function's router.
+pub fn app(state: State) -> Router {
+    honeydue_http::finish(routes::router(), 16 * 1024).with_state(state)
+}

@@ -1,0 +1,468 @@
+//! Handlers of `/api/notifications/` and `/api/unsubscribe/{token}/`.
+
+use axum::extract::{Path, State as S};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Router;
+use chrono::{DateTime, Utc};
+use honeydue_core::{AppError, AppResult, Validator};
+use honeydue_http::{AuthUser, Json, Page, Paginated, State};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+use sqlx::PgConnection;
+
+/// Every notification kind, in display order.
+pub const KINDS: [&str; 7] = [
+    "due_soon",
+    "overdue",
+    "completed",
+    "assigned",
+    "shared",
+    "warranty_expiring",
+    "daily_digest",
+];
+
+/// Product defaults for the scheduled kinds' hours (UTC when the user set nothing).
+pub const DEFAULT_HOURS: [(&str, i16); 3] =
+    [("due_soon", 14), ("overdue", 15), ("daily_digest", 3)];
+
+pub fn router() -> Router<State> {
+    Router::new()
+        .route("/api/notifications/", get(list))
+        .route("/api/notifications/{id}/read/", post(read_one))
+        .route("/api/notifications/read-all/", post(read_all))
+        .route("/api/notifications/unread-count/", get(unread_count))
+        .route(
+            "/api/notifications/devices/",
+            get(devices).post(register_device),
+        )
+        .route("/api/notifications/devices/{id}/", delete(remove_device))
+        .route(
+            "/api/notifications/preferences/",
+            get(preferences).patch(update_preferences),
+        )
+        .route(
+            "/api/unsubscribe/{token}/",
+            get(unsubscribe_page).post(unsubscribe_one_click),
+        )
+}
+
+fn id_of(raw: &str, what: &'static str) -> AppResult<i64> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or(AppError::NotFound(what))
+}
+
+#[derive(Debug, Serialize)]
+struct NotificationOut {
+    id: i64,
+    kind: String,
+    title: String,
+    body: String,
+    data: Value,
+    is_read: bool,
+    read_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+}
+
+async fn list(
+    S(state): S<State>,
+    user: AuthUser,
+    page: Page,
+) -> AppResult<Json<Paginated<NotificationOut>>> {
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM notifications WHERE user_id = $1"#,
+        user.id
+    )
+    .fetch_one(&state.db)
+    .await?;
+    let rows = sqlx::query_as!(
+        NotificationOut,
+        r#"SELECT id, kind, title, body, data, (read_at IS NOT NULL) AS "is_read!", read_at, created_at
+             FROM notifications WHERE user_id = $1
+            ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"#,
+        user.id,
+        page.limit(),
+        page.offset()
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(Paginated::new(page, count, rows)))
+}
+
+async fn read_one(
+    S(state): S<State>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let id = id_of(&id, "notification")?;
+    let n = sqlx::query!(
+        "UPDATE notifications SET read_at = COALESCE(read_at, now()) WHERE id = $1 AND user_id = $2",
+        id,
+        user.id
+    )
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(AppError::NotFound("notification"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn read_all(S(state): S<State>, user: AuthUser) -> AppResult<Json<Value>> {
+    let n = sqlx::query!(
+        "UPDATE notifications SET read_at = now() WHERE user_id = $1 AND read_at IS NULL",
+        user.id
+    )
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    Ok(Json(json!({"marked_read": n})))
+}
+
+async fn unread_count(S(state): S<State>, user: AuthUser) -> AppResult<Json<Value>> {
+    let n = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM notifications WHERE user_id = $1 AND read_at IS NULL"#,
+        user.id
+    )
+    .fetch_one(&state.db)
+    .await?;
+    Ok(Json(json!({"unread_count": n})))
+}
+
+// ---- devices ---------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+struct DeviceOut {
+    id: i64,
+    platform: String,
+    created_at: DateTime<Utc>,
+    last_seen_at: DateTime<Utc>,
+}
+
+async fn devices(S(state): S<State>, user: AuthUser) -> AppResult<Json<Vec<DeviceOut>>> {
+    let rows = sqlx::query_as!(
+        DeviceOut,
+        "SELECT id, platform, created_at, last_seen_at FROM devices WHERE user_id = $1 ORDER BY id",
+        user.id
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(rows))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeviceIn {
+    platform: String,
+    token: String,
+}
+
+async fn register_device(
+    S(state): S<State>,
+    user: AuthUser,
+    Json(b): Json<DeviceIn>,
+) -> AppResult<impl IntoResponse> {
+    let mut v = Validator::new();
+    v.check(
+        b.platform == "ios" || b.platform == "android",
+        "platform",
+        "Use ios or android.",
+    );
+    let token = b.token.trim();
+    v.check(
+        !token.is_empty() && token.len() <= 4096,
+        "token",
+        "Give the device's push token.",
+    );
+    v.finish()?;
+    // A token belongs to the device's current user: re-registering moves it.
+    let d = sqlx::query_as!(
+        DeviceOut,
+        "INSERT INTO devices (user_id, platform, token) VALUES ($1, $2, $3)
+         ON CONFLICT (platform, token) DO UPDATE SET user_id = EXCLUDED.user_id, last_seen_at = now()
+         RETURNING id, platform, created_at, last_seen_at",
+        user.id,
+        b.platform,
+        token
+    )
+    .fetch_one(&state.db)
+    .await?;
+    Ok((StatusCode::CREATED, Json(d)))
+}
+
+async fn remove_device(
+    S(state): S<State>,
+    user: AuthUser,
+    Path(id): Path<String>,
+) -> AppResult<StatusCode> {
+    let id = id_of(&id, "device")?;
+    let n = sqlx::query!(
+        "DELETE FROM devices WHERE id = $1 AND user_id = $2",
+        id,
+        user.id
+    )
+    .execute(&state.db)
+    .await?
+    .rows_affected();
+    if n == 0 {
+        return Err(AppError::NotFound("device"));
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---- preferences -----------------------------------------------------------------
+
+struct Prefs {
+    kinds: Value,
+    email_enabled: bool,
+    due_soon_hour: Option<i16>,
+    overdue_hour: Option<i16>,
+    digest_hour: Option<i16>,
+}
+
+async fn load_prefs(conn: &mut PgConnection, user_id: i64) -> AppResult<Prefs> {
+    let row = sqlx::query!(
+        "SELECT kinds, email_enabled, due_soon_hour, overdue_hour, digest_hour FROM notification_preferences WHERE user_id = $1",
+        user_id
+    )
+    .fetch_optional(conn)
+    .await?;
+    Ok(match row {
+        Some(r) => Prefs {
+            kinds: r.kinds,
+            email_enabled: r.email_enabled,
+            due_soon_hour: r.due_soon_hour,
+            overdue_hour: r.overdue_hour,
+            digest_hour: r.digest_hour,
+        },
+        None => Prefs {
+            kinds: json!({}),
+            email_enabled: true,
+            due_soon_hour: None,
+            overdue_hour: None,
+            digest_hour: None,
+        },
+    })
+}
+
+fn prefs_out(p: &Prefs, timezone: &str) -> Value {
+    let mut kinds = Map::new();
+    for k in KINDS {
+        let stored = &p.kinds[k];
+        kinds.insert(
+            k.into(),
+            json!({
+                "enabled": stored["enabled"].as_bool().unwrap_or(true),
+                "email": stored["email"].as_bool().unwrap_or(true),
+            }),
+        );
+    }
+    let hour = |v: Option<i16>, k: &str| {
+        let default = DEFAULT_HOURS
+            .iter()
+            .find(|(n, _)| *n == k)
+            .map(|(_, h)| *h)
+            .unwrap_or(0);
+        json!({"hour": v, "default_utc_hour": default, "uses_default": v.is_none()})
+    };
+    json!({
+        "kinds": kinds,
+        "email_enabled": p.email_enabled,
+        "timezone": timezone,
+        "hours": {
+            "due_soon": hour(p.due_soon_hour, "due_soon"),
+            "overdue": hour(p.overdue_hour, "overdue"),
+            "daily_digest": hour(p.digest_hour, "daily_digest"),
+        },
+    })
+}
+
+async fn preferences(S(state): S<State>, user: AuthUser) -> AppResult<Json<Value>> {
+    let mut conn = state.db.acquire().await?;
+    let p = load_prefs(&mut conn, user.id).await?;
+    Ok(Json(prefs_out(&p, &user.timezone)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KindIn {
+    enabled: Option<bool>,
+    email: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PrefsIn {
+    kinds: Option<std::collections::BTreeMap<String, KindIn>>,
+    email_enabled: Option<bool>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    due_soon_hour: Option<Option<i16>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    overdue_hour: Option<Option<i16>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    digest_hour: Option<Option<i16>>,
+}
+
+async fn update_preferences(
+    S(state): S<State>,
+    user: AuthUser,
+    Json(b): Json<PrefsIn>,
+) -> AppResult<Json<Value>> {
+    let mut v = Validator::new();
+    if let Some(kinds) = &b.kinds {
+        for k in kinds.keys() {
+            v.check(
+                KINDS.contains(&k.as_str()),
+                &format!("kinds.{k}"),
+                "Unknown notification kind.",
+            );
+        }
+    }
+    for (f, h) in [
+        ("due_soon_hour", b.due_soon_hour),
+        ("overdue_hour", b.overdue_hour),
+        ("digest_hour", b.digest_hour),
+    ] {
+        if let Some(Some(h)) = h {
+            v.check((0..=23).contains(&h), f, "An hour from 0 to 23.");
+        }
+    }
+    v.finish()?;
+    let mut tx = state.db.begin().await?;
+    let mut p = load_prefs(&mut tx, user.id).await?;
+    if let Some(kinds) = &b.kinds {
+        let obj = p.kinds.as_object_mut().expect("kinds is an object");
+        for (k, val) in kinds {
+            let entry = obj.entry(k.clone()).or_insert_with(|| json!({}));
+            if let Some(e) = val.enabled {
+                entry["enabled"] = json!(e);
+            }
+            if let Some(e) = val.email {
+                entry["email"] = json!(e);
+            }
+        }
+    }
+    if let Some(e) = b.email_enabled {
+        p.email_enabled = e;
+    }
+    if let Some(h) = b.due_soon_hour {
+        p.due_soon_hour = h;
+    }
+    if let Some(h) = b.overdue_hour {
+        p.overdue_hour = h;
+    }
+    if let Some(h) = b.digest_hour {
+        p.digest_hour = h;
+    }
+    save_prefs(&mut tx, user.id, &p).await?;
+    tx.commit().await?;
+    Ok(Json(prefs_out(&p, &user.timezone)))
+}
+
+async fn save_prefs(conn: &mut PgConnection, user_id: i64, p: &Prefs) -> AppResult<()> {
+    sqlx::query!(
+        "INSERT INTO notification_preferences (user_id, kinds, email_enabled, due_soon_hour, overdue_hour, digest_hour)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (user_id) DO UPDATE SET kinds = EXCLUDED.kinds, email_enabled = EXCLUDED.email_enabled,
+               due_soon_hour = EXCLUDED.due_soon_hour, overdue_hour = EXCLUDED.overdue_hour,
+               digest_hour = EXCLUDED.digest_hour, updated_at = now()",
+        user_id,
+        p.kinds,
+        p.email_enabled,
+        p.due_soon_hour,
+        p.overdue_hour,
+        p.digest_hour
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+// ---- unsubscribe -------------------------------------------------------------------
+
+/// Applies a signed unsubscribe token: `all` turns email off, a kind turns
+/// that kind's email off. Idempotent.
+async fn apply_unsubscribe(state: &State, token: &str) -> AppResult<String> {
+    let secret = state
+        .cfg
+        .app
+        .secret
+        .as_ref()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("APP_SECRET is not set")))?;
+    let (user_id, kind) = honeydue_mail::unsubscribe::verify(secret.expose(), token)
+        .ok_or(AppError::NotFound("unsubscribe link"))?;
+    if kind != "all" && !KINDS.contains(&kind.as_str()) {
+        return Err(AppError::NotFound("unsubscribe link"));
+    }
+    let mut tx = state.db.begin().await?;
+    let exists = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS "x!""#,
+        user_id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    if !exists {
+        return Err(AppError::NotFound("unsubscribe link"));
+    }
+    let mut p = load_prefs(&mut tx, user_id).await?;
+    if kind == "all" {
+        p.email_enabled = false;
+    } else {
+        let obj = p.kinds.as_object_mut().expect("kinds is an object");
+        obj.entry(kind.clone()).or_insert_with(|| json!({}))["email"] = json!(false);
+    }
+    save_prefs(&mut tx, user_id, &p).await?;
+    tx.commit().await?;
+    Ok(kind)
+}
+
+async fn unsubscribe_page(S(state): S<State>, Path(token): Path<String>) -> Response {
+    let (status, text) = match apply_unsubscribe(&state, &token).await {
+        Ok(kind) if kind == "all" => (
+            StatusCode::OK,
+            "You will not receive any more emails from honeyDue.".to_string(),
+        ),
+        Ok(kind) => (
+            StatusCode::OK,
+            format!(
+                "You will not receive any more {} emails.",
+                kind.replace('_', " ")
+            ),
+        ),
+        Err(AppError::NotFound(_)) => (
+            StatusCode::NOT_FOUND,
+            "This unsubscribe link is not valid.".to_string(),
+        ),
+        Err(e) => return e.into_response(),
+    };
+    let html = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>honeyDue</title></head>\
+         <body style=\"font-family:sans-serif;max-width:480px;margin:3em auto\"><h1>honeyDue</h1><p>{}</p></body></html>",
+        honeydue_mail::templates::escape(&text)
+    );
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
+        ],
+        html,
+    )
+        .into_response()
+}
+
+/// RFC 8058 one-click (`List-Unsubscribe-Post`): the mail client POSTs.
+async fn unsubscribe_one_click(
+    S(state): S<State>,
+    Path(token): Path<String>,
+) -> AppResult<Json<Value>> {
+    let kind = apply_unsubscribe(&state, &token).await?;
+    Ok(Json(json!({"unsubscribed": kind})))
+}
