@@ -1,0 +1,419 @@
+//! Handlers of `/api/documents/`.
+
+use axum::extract::{Path, State as S};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, NaiveDate, Utc};
+use honeydue_core::types::Email;
+use honeydue_core::{membership, AppError, AppResult, Validator};
+use honeydue_http::{AuthUser, Json, Page, Paginated, Query, State};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use sqlx::PgConnection;
+
+/// The document types.
+pub const TYPES: [&str; 7] = [
+    "warranty",
+    "manual",
+    "receipt",
+    "insurance",
+    "inspection",
+    "contract",
+    "other",
+];
+
+pub fn router() -> Router<State> {
+    Router::new()
+        .route("/api/documents/", get(list).post(create))
+        .route(
+            "/api/documents/{id}/",
+            get(detail).patch(update).delete(remove),
+        )
+}
+
+struct Id(i64);
+
+impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Id {
+    type Rejection = AppError;
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &St,
+    ) -> Result<Self, AppError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| AppError::NotFound("document"))?;
+        raw.parse::<i64>()
+            .ok()
+            .filter(|v| *v > 0)
+            .map(Id)
+            .ok_or(AppError::NotFound("document"))
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct DocumentOut {
+    id: i64,
+    residence_id: i64,
+    title: String,
+    doc_type: String,
+    description: String,
+    start_date: Option<NaiveDate>,
+    expiry_date: Option<NaiveDate>,
+    provider: String,
+    policy_number: String,
+    claim_phone: String,
+    claim_email: String,
+    claim_url: String,
+    amount: Option<Decimal>,
+    task_id: Option<i64>,
+    contractor_id: Option<i64>,
+    days_until_expiry: Option<i32>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn query(
+    conn: &mut PgConnection,
+    user_id: i64,
+    today: NaiveDate,
+    id: Option<i64>,
+    residence: Option<i64>,
+    doc_type: Option<&str>,
+    expiring_within: Option<i32>,
+    limit: i64,
+    offset: i64,
+) -> AppResult<(i64, Vec<DocumentOut>)> {
+    let count = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM documents d
+             JOIN residence_members m ON m.residence_id = d.residence_id AND m.user_id = $1
+            WHERE ($2::bigint IS NULL OR d.id = $2)
+              AND ($3::bigint IS NULL OR d.residence_id = $3)
+              AND ($4::text IS NULL OR d.doc_type = $4)
+              AND ($5::int IS NULL OR (d.expiry_date >= $6 AND d.expiry_date <= $6 + $5))"#,
+        user_id,
+        id,
+        residence,
+        doc_type,
+        expiring_within,
+        today
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let rows = sqlx::query_as!(
+        DocumentOut,
+        r#"SELECT d.id, d.residence_id, d.title, d.doc_type, d.description, d.start_date, d.expiry_date,
+                  d.provider, d.policy_number, d.claim_phone, d.claim_email, d.claim_url, d.amount,
+                  d.task_id, d.contractor_id, (d.expiry_date - $6) AS days_until_expiry, d.created_at, d.updated_at
+             FROM documents d
+             JOIN residence_members m ON m.residence_id = d.residence_id AND m.user_id = $1
+            WHERE ($2::bigint IS NULL OR d.id = $2)
+              AND ($3::bigint IS NULL OR d.residence_id = $3)
+              AND ($4::text IS NULL OR d.doc_type = $4)
+              AND ($5::int IS NULL OR (d.expiry_date >= $6 AND d.expiry_date <= $6 + $5))
+            ORDER BY d.expiry_date NULLS LAST, d.id
+            LIMIT $7 OFFSET $8"#,
+        user_id,
+        id,
+        residence,
+        doc_type,
+        expiring_within,
+        today,
+        limit,
+        offset
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok((count, rows))
+}
+
+async fn load(conn: &mut PgConnection, user: &AuthUser, id: i64) -> AppResult<DocumentOut> {
+    let today = membership::today_in(&user.timezone);
+    query(conn, user.id, today, Some(id), None, None, None, 1, 0)
+        .await?
+        .1
+        .into_iter()
+        .next()
+        .ok_or(AppError::NotFound("document"))
+}
+
+#[derive(Debug, Deserialize)]
+struct ListParams {
+    residence: Option<i64>,
+    #[serde(rename = "type")]
+    doc_type: Option<String>,
+    expiring_within: Option<i32>,
+}
+
+async fn list(
+    S(state): S<State>,
+    user: AuthUser,
+    page: Page,
+    Query(p): Query<ListParams>,
+) -> AppResult<Json<Paginated<DocumentOut>>> {
+    let mut v = Validator::new();
+    if let Some(t) = &p.doc_type {
+        v.check(
+            TYPES.contains(&t.as_str()),
+            "type",
+            "Unknown document type.",
+        );
+    }
+    if let Some(d) = p.expiring_within {
+        v.check(
+            (0..=3650).contains(&d),
+            "expiring_within",
+            "Between 0 and 3650 days.",
+        );
+    }
+    v.finish()?;
+    let mut conn = state.db.acquire().await?;
+    let today = membership::today_in(&user.timezone);
+    let (count, rows) = query(
+        &mut conn,
+        user.id,
+        today,
+        None,
+        p.residence,
+        p.doc_type.as_deref(),
+        p.expiring_within,
+        page.limit(),
+        page.offset(),
+    )
+    .await?;
+    Ok(Json(Paginated::new(page, count, rows)))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DocumentIn {
+    residence_id: Option<i64>,
+    title: Option<String>,
+    doc_type: Option<String>,
+    description: Option<String>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    start_date: Option<Option<NaiveDate>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    expiry_date: Option<Option<NaiveDate>>,
+    provider: Option<String>,
+    policy_number: Option<String>,
+    claim_phone: Option<String>,
+    claim_email: Option<String>,
+    claim_url: Option<String>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    amount: Option<Option<Decimal>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    task_id: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    contractor_id: Option<Option<i64>>,
+}
+
+async fn validate(
+    conn: &mut PgConnection,
+    user_id: i64,
+    residence_id: i64,
+    b: &mut DocumentIn,
+    creating: bool,
+    current: Option<&DocumentOut>,
+) -> AppResult<()> {
+    let mut v = Validator::new();
+    match &b.title {
+        Some(t) => v.check(
+            !t.trim().is_empty() && t.chars().count() <= 200,
+            "title",
+            "Enter a title of at most 200 characters.",
+        ),
+        None if creating => v.add("title", "This field is required."),
+        None => {}
+    }
+    match &b.doc_type {
+        Some(t) => v.check(
+            TYPES.contains(&t.as_str()),
+            "doc_type",
+            "Use one of: warranty, manual, receipt, insurance, inspection, contract, other.",
+        ),
+        None if creating => v.add("doc_type", "This field is required."),
+        None => {}
+    }
+    for (f, val, max) in [
+        ("description", &b.description, 10_000),
+        ("provider", &b.provider, 200),
+        ("policy_number", &b.policy_number, 100),
+        ("claim_phone", &b.claim_phone, 50),
+        ("claim_url", &b.claim_url, 500),
+    ] {
+        if let Some(s) = val {
+            v.check(
+                s.chars().count() <= max,
+                f,
+                format!("Enter at most {max} characters."),
+            );
+        }
+    }
+    if let Some(e) = b.claim_email.as_deref().filter(|e| !e.trim().is_empty()) {
+        match Email::parse(e) {
+            Ok(e) => b.claim_email = Some(e.as_str().to_string()),
+            Err(m) => v.add("claim_email", m),
+        }
+    }
+    if let Some(u) = b.claim_url.as_deref().filter(|u| !u.is_empty()) {
+        v.check(
+            u.starts_with("https://") || u.starts_with("http://"),
+            "claim_url",
+            "Enter a URL starting with http:// or https://.",
+        );
+    }
+    if let Some(Some(a)) = b.amount {
+        v.check(a >= Decimal::ZERO, "amount", "Must be zero or more.");
+    }
+    let start = b
+        .start_date
+        .unwrap_or_else(|| current.and_then(|c| c.start_date));
+    let expiry = b
+        .expiry_date
+        .unwrap_or_else(|| current.and_then(|c| c.expiry_date));
+    if let (Some(s), Some(e)) = (start, expiry) {
+        v.check(s <= e, "expiry_date", "Must not be before the start date.");
+    }
+    if let Some(Some(t)) = b.task_id {
+        let ok = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM tasks WHERE id = $1 AND residence_id = $2) AS "x!""#,
+            t,
+            residence_id
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        v.check(ok, "task_id", "Unknown task in this residence.");
+    }
+    if let Some(Some(c)) = b.contractor_id {
+        let ok = sqlx::query_scalar!(
+            r#"SELECT EXISTS (SELECT 1 FROM contractors WHERE id = $1 AND (owner_id = $2 OR residence_id = $3)) AS "x!""#,
+            c,
+            user_id,
+            residence_id
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        v.check(ok, "contractor_id", "Unknown contractor.");
+    }
+    v.finish()
+}
+
+async fn create(
+    S(state): S<State>,
+    user: AuthUser,
+    Json(mut b): Json<DocumentIn>,
+) -> AppResult<impl IntoResponse> {
+    let residence_id = b
+        .residence_id
+        .ok_or_else(|| AppError::field("residence_id", "This field is required."))?;
+    let mut tx = state.db.begin().await?;
+    membership::writer(&mut tx, user.id, residence_id).await?;
+    validate(&mut tx, user.id, residence_id, &mut b, true, None).await?;
+    let id = sqlx::query_scalar!(
+        "INSERT INTO documents (residence_id, created_by, title, doc_type, description, start_date, expiry_date, provider,
+                                policy_number, claim_phone, claim_email, claim_url, amount, task_id, contractor_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING id",
+        residence_id,
+        user.id,
+        b.title.as_deref().unwrap_or_default().trim(),
+        b.doc_type.as_deref().unwrap_or("other"),
+        b.description.clone().unwrap_or_default(),
+        b.start_date.flatten(),
+        b.expiry_date.flatten(),
+        b.provider.clone().unwrap_or_default(),
+        b.policy_number.clone().unwrap_or_default(),
+        b.claim_phone.clone().unwrap_or_default(),
+        b.claim_email.clone().unwrap_or_default(),
+        b.claim_url.clone().unwrap_or_default(),
+        b.amount.flatten(),
+        b.task_id.flatten(),
+        b.contractor_id.flatten()
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let out = load(&mut tx, &user, id).await?;
+    tx.commit().await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<DocumentOut>> {
+    let mut conn = state.db.acquire().await?;
+    Ok(Json(load(&mut conn, &user, id).await?))
+}
+
+async fn update(
+    S(state): S<State>,
+    user: AuthUser,
+    Id(id): Id,
+    Json(mut b): Json<DocumentIn>,
+) -> AppResult<Json<DocumentOut>> {
+    let mut tx = state.db.begin().await?;
+    let current = load(&mut tx, &user, id).await?;
+    membership::writer(&mut tx, user.id, current.residence_id).await?;
+    if b.residence_id.is_some_and(|r| r != current.residence_id) {
+        return Err(AppError::field(
+            "residence_id",
+            "A document cannot move to another residence.",
+        ));
+    }
+    validate(
+        &mut tx,
+        user.id,
+        current.residence_id,
+        &mut b,
+        false,
+        Some(&current),
+    )
+    .await?;
+    sqlx::query!(
+        "UPDATE documents SET title = COALESCE($2, title), doc_type = COALESCE($3, doc_type),
+                description = COALESCE($4, description),
+                start_date = CASE WHEN $5 THEN $6 ELSE start_date END,
+                expiry_date = CASE WHEN $7 THEN $8 ELSE expiry_date END,
+                provider = COALESCE($9, provider), policy_number = COALESCE($10, policy_number),
+                claim_phone = COALESCE($11, claim_phone), claim_email = COALESCE($12, claim_email),
+                claim_url = COALESCE($13, claim_url),
+                amount = CASE WHEN $14 THEN $15 ELSE amount END,
+                task_id = CASE WHEN $16 THEN $17 ELSE task_id END,
+                contractor_id = CASE WHEN $18 THEN $19 ELSE contractor_id END,
+                updated_at = now()
+          WHERE id = $1",
+        id,
+        b.title.as_deref().map(str::trim),
+        b.doc_type,
+        b.description,
+        b.start_date.is_some(),
+        b.start_date.flatten(),
+        b.expiry_date.is_some(),
+        b.expiry_date.flatten(),
+        b.provider,
+        b.policy_number,
+        b.claim_phone,
+        b.claim_email,
+        b.claim_url,
+        b.amount.is_some(),
+        b.amount.flatten(),
+        b.task_id.is_some(),
+        b.task_id.flatten(),
+        b.contractor_id.is_some(),
+        b.contractor_id.flatten()
+    )
+    .execute(&mut *tx)
+    .await?;
+    let out = load(&mut tx, &user, id).await?;
+    tx.commit().await?;
+    Ok(Json(out))
+}
+
+async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+    let mut conn = state.db.acquire().await?;
+    let d = load(&mut conn, &user, id).await?;
+    membership::writer(&mut conn, user.id, d.residence_id).await?;
+    sqlx::query!("DELETE FROM documents WHERE id = $1", id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

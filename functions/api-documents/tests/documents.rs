@@ -1,0 +1,181 @@
+use api_documents::{app, Config, State};
+use honeydue_testkit::fixtures::{add_member, residence, user};
+use honeydue_testkit::{TestClient, TestDb};
+use serde_json::json;
+
+async fn spawn() -> (TestDb, TestClient) {
+    let db = TestDb::new().await;
+    let state = State::new(Config::for_tests(&db.url, None), db.pool.clone());
+    (db, TestClient::new(app(state)))
+}
+
+fn in_days(n: i64) -> String {
+    (chrono::Utc::now().date_naive() + chrono::Duration::days(n)).to_string()
+}
+
+#[tokio::test]
+async fn warranties_and_the_expiring_filter() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    let mk = |title: &str, t: &str, expiry: Option<String>| {
+        json!({"residence_id": home, "title": title, "doc_type": t, "expiry_date": expiry, "start_date": "2020-01-01",
+               "provider": "Acme", "claim_email": "Claims@Acme.example", "claim_url": "https://acme.example/claims", "amount": "499.99"})
+    };
+    let r = c
+        .post(
+            "/api/documents/",
+            mk("Fridge warranty", "warranty", Some(in_days(10))),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let fridge = r.json()["id"].as_i64().unwrap();
+    assert_eq!(r.json()["days_until_expiry"], 10);
+    assert_eq!(r.json()["claim_email"], "claims@acme.example");
+    c.post(
+        "/api/documents/",
+        mk("Roof warranty", "warranty", Some(in_days(200))),
+        Some(&ta),
+    )
+    .await;
+    c.post(
+        "/api/documents/",
+        mk("Old warranty", "warranty", Some(in_days(-5))),
+        Some(&ta),
+    )
+    .await;
+    c.post("/api/documents/", mk("Manual", "manual", None), Some(&ta))
+        .await;
+
+    let r = c.get("/api/documents/?expiring_within=30", Some(&ta)).await;
+    assert_eq!(r.json()["count"], 1);
+    assert_eq!(r.json()["results"][0]["id"], fridge);
+    assert_eq!(
+        c.get("/api/documents/?type=manual", Some(&ta)).await.json()["count"],
+        1
+    );
+    assert_eq!(
+        c.get(&format!("/api/documents/?residence={home}"), Some(&ta))
+            .await
+            .json()["count"],
+        4
+    );
+    assert_eq!(
+        c.get("/api/documents/?type=tattoo", Some(&ta)).await.status,
+        422
+    );
+    assert_eq!(
+        c.get("/api/documents/?expiring_within=-1", Some(&ta))
+            .await
+            .status,
+        422
+    );
+
+    let r = c
+        .patch(
+            &format!("/api/documents/{fridge}/"),
+            json!({"expiry_date": in_days(60), "amount": null}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["days_until_expiry"], 60);
+    assert_eq!(r.json()["amount"], serde_json::Value::Null);
+    let r = c
+        .patch(
+            &format!("/api/documents/{fridge}/"),
+            json!({"expiry_date": "2019-01-01"}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 422, "expiry before the stored start date");
+    assert_eq!(
+        c.delete(&format!("/api/documents/{fridge}/"), None, Some(&ta))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        c.get(&format!("/api/documents/{fridge}/"), Some(&ta))
+            .await
+            .status,
+        404
+    );
+}
+
+#[tokio::test]
+async fn validation_and_scope() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (v, tv) = user(&db.pool, "v@example.com").await;
+    let (_, tx) = user(&db.pool, "x@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    add_member(&db.pool, home, v, "viewer").await;
+    let r = c.post("/api/documents/", json!({"residence_id": home, "doc_type": "tattoo", "claim_url": "javascript:alert(1)",
+                                             "start_date": "2025-01-02", "expiry_date": "2025-01-01", "task_id": 424242}), Some(&ta)).await;
+    assert_eq!(r.status, 422);
+    for k in ["title", "doc_type", "claim_url", "expiry_date", "task_id"] {
+        assert!(
+            r.json()["error"]["fields"][k].is_array(),
+            "{k}: {}",
+            r.text()
+        );
+    }
+    let id = c
+        .post(
+            "/api/documents/",
+            json!({"residence_id": home, "title": "Policy", "doc_type": "insurance"}),
+            Some(&ta),
+        )
+        .await
+        .json()["id"]
+        .as_i64()
+        .unwrap();
+    for (t, get, write) in [(&tx, 404, 404), (&tv, 200, 403)] {
+        assert_eq!(
+            c.get(&format!("/api/documents/{id}/"), Some(t))
+                .await
+                .status,
+            get
+        );
+        assert_eq!(
+            c.patch(
+                &format!("/api/documents/{id}/"),
+                json!({"title": "x"}),
+                Some(t)
+            )
+            .await
+            .status,
+            write
+        );
+        assert_eq!(
+            c.delete(&format!("/api/documents/{id}/"), None, Some(t))
+                .await
+                .status,
+            write
+        );
+    }
+    assert_eq!(
+        c.post(
+            "/api/documents/",
+            json!({"residence_id": home, "title": "x", "doc_type": "other"}),
+            Some(&tx)
+        )
+        .await
+        .status,
+        404
+    );
+    assert_eq!(
+        c.post(
+            "/api/documents/",
+            json!({"residence_id": home, "title": "x", "doc_type": "other"}),
+            Some(&tv)
+        )
+        .await
+        .status,
+        403
+    );
+    assert_eq!(c.get("/api/documents/", Some(&tx)).await.json()["count"], 0);
+    assert_eq!(c.get("/api/documents/abc/", Some(&ta)).await.status, 404);
+}
