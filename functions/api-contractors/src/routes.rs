@@ -281,6 +281,12 @@ async fn create(
 ) -> AppResult<impl IntoResponse> {
     let mut tx = state.db.begin().await?;
     validate(&mut tx, user.id, &mut b, true).await?;
+    honeydue_core::limits::check(
+        &mut tx,
+        user.id,
+        honeydue_core::limits::Resource::Contractors,
+    )
+    .await?;
     let id = sqlx::query_scalar!(
         "INSERT INTO contractors (owner_id, residence_id, name, company, phone, email, website, notes, is_favorite)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",

@@ -312,6 +312,9 @@ async fn create(
     let mut tx = state.db.begin().await?;
     membership::writer(&mut tx, user.id, residence_id).await?;
     validate(&mut tx, user.id, residence_id, &mut b, true, None).await?;
+    let owner = honeydue_core::limits::residence_owner(&mut tx, residence_id).await?;
+    honeydue_core::limits::check(&mut tx, owner, honeydue_core::limits::Resource::Documents)
+        .await?;
     let id = sqlx::query_scalar!(
         "INSERT INTO documents (residence_id, created_by, title, doc_type, description, start_date, expiry_date, provider,
                                 policy_number, claim_phone, claim_email, claim_url, amount, task_id, contractor_id)

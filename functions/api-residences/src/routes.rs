@@ -230,6 +230,12 @@ async fn create(
 ) -> AppResult<impl IntoResponse> {
     validate(&body, true)?;
     let mut tx = state.db.begin().await?;
+    honeydue_core::limits::check(
+        &mut tx,
+        user.id,
+        honeydue_core::limits::Resource::Residences,
+    )
+    .await?;
     let id = sqlx::query_scalar!(
         "INSERT INTO residences (owner_id, name, residence_type_id, street, city, state, postal_code, country,
                                  year_built, sqft, bedrooms, bathrooms, purchase_date, notes, image_upload_id)

@@ -8,7 +8,7 @@ use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use honeydue_core::domain::board::{column, Column, TaskState, SHOWN};
 use honeydue_core::domain::recurrence::{self, Anchor};
-use honeydue_core::{membership, AppError, AppResult, Validator};
+use honeydue_core::{limits, membership, AppError, AppResult, Validator};
 use honeydue_http::{AuthUser, Json, Query, State};
 use rust_decimal::Decimal;
 use serde::Deserialize;
@@ -409,6 +409,8 @@ async fn create(
     let mut tx = state.db.begin().await?;
     membership::writer(&mut tx, user.id, residence_id).await?;
     validate(&mut tx, user.id, residence_id, &b, true).await?;
+    let owner = limits::residence_owner(&mut tx, residence_id).await?;
+    limits::check(&mut tx, owner, limits::Resource::Tasks).await?;
     let due = b.due_date.flatten();
     let id = sqlx::query_scalar!(
         "INSERT INTO tasks (residence_id, created_by, title, description, category_id, priority_id, frequency_id,
@@ -610,14 +612,23 @@ async fn archive(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Js
 }
 
 async fn unarchive(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
-    act(
-        &state,
-        &user,
-        id,
-        |_| Ok(()),
+    // An archived task does not count against the plan; bringing it back does.
+    let mut tx = state.db.begin().await?;
+    let t = load_task(&mut tx, user.id, id).await?;
+    membership::writer(&mut tx, user.id, t.residence_id).await?;
+    if t.is_archived {
+        let owner = limits::residence_owner(&mut tx, t.residence_id).await?;
+        limits::check(&mut tx, owner, limits::Resource::Tasks).await?;
+    }
+    sqlx::query!(
         "UPDATE tasks SET is_archived = FALSE, updated_at = now() WHERE id = $1",
+        id
     )
-    .await
+    .execute(&mut *tx)
+    .await?;
+    let t = load_task(&mut tx, user.id, id).await?;
+    tx.commit().await?;
+    Ok(Json(t.to_json(membership::today_in(&user.timezone), 30)))
 }
 
 async fn skip(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {

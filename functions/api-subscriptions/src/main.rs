@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    honeydue_http::state::serve("api-subscriptions", api_subscriptions::app).await
+}
