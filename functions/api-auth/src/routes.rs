@@ -326,12 +326,13 @@ async fn login(
 }
 
 async fn logout(S(state): S<State>, user: AuthUser) -> AppResult<StatusCode> {
-    sqlx::query!(
-        "UPDATE auth_tokens SET revoked_at = now() WHERE id = $1",
+    let hash = sqlx::query_scalar!(
+        "UPDATE auth_tokens SET revoked_at = now() WHERE id = $1 RETURNING token_hash",
         user.token_id
     )
-    .execute(&state.db)
+    .fetch_one(&state.db)
     .await?;
+    honeydue_http::auth::evict_tokens(&state.cache, &[hash]).await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -613,12 +614,13 @@ async fn set_password(
     )
     .fetch_one(&mut *conn)
     .await?;
-    sqlx::query!(
-        "UPDATE auth_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    let revoked = sqlx::query_scalar!(
+        "UPDATE auth_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL RETURNING token_hash",
         user_id
     )
-    .execute(&mut *conn)
+    .fetch_all(&mut *conn)
     .await?;
+    honeydue_http::auth::evict_tokens(&state.cache, &revoked).await;
     sqlx::query!(
         "UPDATE user_codes SET consumed_at = now()
           WHERE user_id = $1 AND purpose IN ('reset_password', 'reset_token') AND consumed_at IS NULL",
@@ -690,10 +692,17 @@ async fn delete_account(
     Json(body): Json<DeleteIn>,
 ) -> AppResult<StatusCode> {
     check_current_password(&state, &user, "password", body.password).await?;
+    let tokens = sqlx::query_scalar!(
+        "SELECT token_hash FROM auth_tokens WHERE user_id = $1",
+        user.id
+    )
+    .fetch_all(&state.db)
+    .await?;
     // Everything the user owns hangs off users with ON DELETE CASCADE.
     sqlx::query!("DELETE FROM users WHERE id = $1", user.id)
         .execute(&state.db)
         .await?;
+    honeydue_http::auth::evict_tokens(&state.cache, &tokens).await;
     tracing::info!(user_id = user.id, "account deleted");
     Ok(StatusCode::NO_CONTENT)
 }

@@ -718,3 +718,85 @@ fn missing_configuration_is_named_at_start() {
     assert!(err.contains("DATABASE_URL is not set"), "{err}");
     assert!(err.contains("TOKEN_TTL_DAYS is malformed"), "{err}");
 }
+
+#[tokio::test]
+async fn token_lookups_are_cached_and_evicted_on_logout_and_password_change() {
+    let redis = TestRedis::start();
+    let t = spawn_with_redis(Some(redis.url())).await;
+    let (token, user_id) = t.register("lee@example.com", "lee-password").await;
+    assert_eq!(
+        t.client.get("/api/auth/me/", Some(&token)).await.status,
+        200
+    );
+    // Served from Redis now: a lookup no longer needs the token row's
+    // revocation state (proved by revoking behind the function's back).
+    sqlx::query("UPDATE auth_tokens SET revoked_at = now() WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&t.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        t.client.get("/api/auth/me/", Some(&token)).await.status,
+        200,
+        "cached"
+    );
+    sqlx::query("UPDATE auth_tokens SET revoked_at = NULL WHERE user_id = $1")
+        .bind(user_id)
+        .execute(&t.db.pool)
+        .await
+        .unwrap();
+
+    // Logout through the API evicts at once.
+    assert_eq!(
+        t.client
+            .post("/api/auth/logout/", json!({}), Some(&token))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        t.client.get("/api/auth/me/", Some(&token)).await.status,
+        401
+    );
+
+    // A password change evicts every session of the user.
+    let r = t
+        .client
+        .post(
+            "/api/auth/login/",
+            json!({"email": "lee@example.com", "password": "lee-password"}),
+            None,
+        )
+        .await;
+    let second = r.json()["token"].as_str().unwrap().to_string();
+    let r = t
+        .client
+        .post(
+            "/api/auth/login/",
+            json!({"email": "lee@example.com", "password": "lee-password"}),
+            None,
+        )
+        .await;
+    let third = r.json()["token"].as_str().unwrap().to_string();
+    assert_eq!(
+        t.client.get("/api/auth/me/", Some(&second)).await.status,
+        200
+    );
+    let r = t
+        .client
+        .post(
+            "/api/auth/change-password/",
+            json!({"current_password": "lee-password", "new_password": "lee-password-2"}),
+            Some(&third),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        t.client.get("/api/auth/me/", Some(&second)).await.status,
+        401
+    );
+    assert_eq!(
+        t.client.get("/api/auth/me/", Some(&third)).await.status,
+        401
+    );
+}

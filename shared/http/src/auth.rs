@@ -1,14 +1,17 @@
 //! `Authorization: Token <key>` (the app's form) or `Bearer <key>`.
 
+use std::time::Duration;
+
 use axum::extract::{FromRef, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
+use honeydue_cache::Cache;
 use honeydue_core::auth::hash_token;
 use honeydue_core::AppError;
 use sqlx::PgPool;
 
 /// The authenticated app user behind a request.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct AuthUser {
     /// `users.id`.
     pub id: i64,
@@ -38,10 +41,28 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
     }
 }
 
+/// How long a token lookup may be served from Redis. Logout and password
+/// changes evict at once; this bounds staleness only when Redis was down
+/// during the eviction.
+pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
+
+/// The cache key of a token (by its stored hash, never the token).
+pub fn token_cache_key(hash: &[u8]) -> String {
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    format!("tok:{hex}")
+}
+
+/// Forgets cached lookups of these token hashes (logout, password change).
+pub async fn evict_tokens(cache: &Cache, hashes: &[Vec<u8>]) {
+    let keys: Vec<String> = hashes.iter().map(|h| token_cache_key(h)).collect();
+    cache.delete(&keys).await;
+}
+
 impl<S> FromRequestParts<S> for AuthUser
 where
     S: Send + Sync,
     PgPool: FromRef<S>,
+    Cache: FromRef<S>,
 {
     type Rejection = AppError;
 
@@ -53,10 +74,21 @@ where
             AppError::Unauthorized("Authentication credentials were not provided.".into())
         })?;
         let pool = PgPool::from_ref(state);
+        let cache = Cache::from_ref(state);
         let hash = hash_token(token);
+        let key = token_cache_key(&hash);
+        if let Some(user) = cache
+            .get(&key)
+            .await
+            .and_then(|v| serde_json::from_str::<AuthUser>(&v).ok())
+        {
+            parts.extensions.insert(user.clone());
+            return Ok(user);
+        }
         let row = sqlx::query!(
             r#"SELECT t.id AS token_id, u.id AS user_id, u.email, u.timezone,
-                      (u.email_verified_at IS NOT NULL) AS "verified!"
+                      (u.email_verified_at IS NOT NULL) AS "verified!",
+                  EXTRACT(EPOCH FROM (t.expires_at - now()))::bigint AS "expires_in_secs!"
                  FROM auth_tokens t
                  JOIN users u ON u.id = t.user_id
                 WHERE t.token_hash = $1
@@ -75,6 +107,12 @@ where
             timezone: row.timezone,
             token_id: row.token_id,
         };
+        if cache.is_configured() {
+            let ttl = TOKEN_CACHE_TTL.min(Duration::from_secs(row.expires_in_secs.max(1) as u64));
+            if let Ok(v) = serde_json::to_string(&user) {
+                cache.set(&key, &v, ttl).await;
+            }
+        }
         parts.extensions.insert(user.clone());
         Ok(user)
     }

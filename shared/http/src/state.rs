@@ -57,6 +57,12 @@ pub struct State {
     pub cfg: Arc<Config>,
 }
 
+impl FromRef<State> for Cache {
+    fn from_ref(s: &State) -> Cache {
+        s.cache.clone()
+    }
+}
+
 impl FromRef<State> for PgPool {
     fn from_ref(s: &State) -> PgPool {
         s.db.clone()
