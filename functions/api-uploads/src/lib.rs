@@ -1,0 +1,194 @@
+//! The `api-uploads` function: clients upload straight to the bucket with a
+//! presigned PUT (5 minutes, content type and length bound), confirm (the
+//! function HEADs the object: size and type must match), and download through
+//! a 302 to a presigned GET after a membership check.
+
+use std::time::Duration;
+
+use axum::extract::{FromRef, Path, State as S};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use honeydue_cache::Cache;
+use honeydue_core::{limits, membership, AppError, AppResult, Env, Validator};
+use honeydue_http::{AuthUser, Json};
+use honeydue_storage::{Storage, StorageConfig};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::PgPool;
+
+/// Content types accepted.
+pub const ALLOWED_TYPES: [&str; 6] = ["image/jpeg", "image/png", "image/heic", "image/webp", "image/gif", "application/pdf"];
+/// Purposes accepted.
+pub const PURPOSES: [&str; 4] = ["residence_image", "completion_photo", "document_file", "avatar"];
+/// Lifetime of a presigned URL.
+pub const URL_TTL: Duration = Duration::from_secs(300);
+
+/// Shared state: the usual plus the bucket.
+#[derive(Clone)]
+pub struct Uploads {
+    /// Database, cache, configuration.
+    pub base: honeydue_http::State,
+    /// The bucket.
+    pub storage: Storage,
+}
+
+impl FromRef<Uploads> for PgPool {
+    fn from_ref(s: &Uploads) -> PgPool {
+        s.base.db.clone()
+    }
+}
+
+impl FromRef<Uploads> for Cache {
+    fn from_ref(s: &Uploads) -> Cache {
+        s.base.cache.clone()
+    }
+}
+
+impl Uploads {
+    /// Reads configuration (the usual and `S3_*`), checks the schema.
+    pub async fn init(env: Env) -> anyhow::Result<Self> {
+        let mut storage_env = Env::from_process();
+        let storage_cfg = StorageConfig::read(&mut storage_env);
+        storage_env.finish()?;
+        let base = honeydue_http::State::init(env).await?;
+        let storage = Storage::new(&storage_cfg.expect("checked by finish")).await;
+        Ok(Self { base, storage })
+    }
+}
+
+/// The function's router.
+pub fn app(state: Uploads) -> Router {
+    honeydue_http::finish(
+        Router::new()
+            .route("/api/uploads/presign/", post(presign))
+            .route("/api/uploads/{id}/confirm/", post(confirm))
+            .route("/api/files/{id}/", get(download)),
+        16 * 1024,
+    )
+    .with_state(state)
+}
+
+fn upload_id(raw: &str) -> AppResult<uuid::Uuid> {
+    raw.parse().map_err(|_| AppError::NotFound("upload"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PresignIn {
+    purpose: String,
+    filename: String,
+    content_type: String,
+    size: i64,
+    residence_id: Option<i64>,
+}
+
+async fn presign(S(state): S<Uploads>, user: AuthUser, Json(b): Json<PresignIn>) -> AppResult<impl IntoResponse> {
+    let mut conn = state.base.db.acquire().await?;
+    let plan = limits::plan(&mut conn, user.id).await?;
+    let mut v = Validator::new();
+    v.check(PURPOSES.contains(&b.purpose.as_str()), "purpose", "Use residence_image, completion_photo, document_file or avatar.");
+    let name = b.filename.trim();
+    v.check(!name.is_empty() && name.chars().count() <= 255 && !name.contains(['/', '\\']), "filename", "Give a file name of at most 255 characters, without slashes.");
+    let ct = b.content_type.trim().to_ascii_lowercase();
+    v.check(ALLOWED_TYPES.contains(&ct.as_str()), "content_type", format!("Allowed: {}.", ALLOWED_TYPES.join(", ")));
+    v.check(b.size > 0, "size", "Must be more than zero.");
+    v.check(
+        b.size <= plan.max_upload_bytes,
+        "size",
+        format!("Files are limited to {} MB on your plan.", plan.max_upload_bytes / 1_048_576),
+    );
+    v.check(b.purpose == "avatar" || b.residence_id.is_some(), "residence_id", "This field is required for this purpose.");
+    v.finish()?;
+    if let Some(r) = b.residence_id {
+        membership::writer(&mut conn, user.id, r).await?;
+    }
+    let id = uuid::Uuid::new_v4();
+    let key = format!("uploads/{}", id.simple());
+    sqlx::query!(
+        "INSERT INTO uploads (id, user_id, residence_id, purpose, object_key, filename, content_type, size_bytes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        id,
+        user.id,
+        b.residence_id,
+        b.purpose,
+        key,
+        name,
+        ct,
+        b.size
+    )
+    .execute(&mut *conn)
+    .await?;
+    let url = state.storage.presign_put(&key, &ct, b.size, URL_TTL).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "id": id,
+            "upload_url": url,
+            "method": "PUT",
+            "headers": {"content-type": ct, "content-length": b.size.to_string()},
+            "expires_in": URL_TTL.as_secs(),
+        })),
+    ))
+}
+
+async fn confirm(S(state): S<Uploads>, user: AuthUser, Path(raw): Path<String>) -> AppResult<Json<Value>> {
+    let id = upload_id(&raw)?;
+    let u = sqlx::query!(
+        "SELECT object_key, content_type, size_bytes, status FROM uploads WHERE id = $1 AND user_id = $2",
+        id,
+        user.id
+    )
+    .fetch_optional(&state.base.db)
+    .await?
+    .ok_or(AppError::NotFound("upload"))?;
+    if u.status != "confirmed" {
+        let info = state
+            .storage
+            .head(&u.object_key)
+            .await?
+            .ok_or_else(|| AppError::conflict("not_uploaded", "The file has not been uploaded yet (or the URL expired)."))?;
+        let type_ok = info
+            .content_type
+            .as_deref()
+            .map(|t| t.eq_ignore_ascii_case(&u.content_type))
+            .unwrap_or(false);
+        if info.size != u.size_bytes || !type_ok {
+            // Not what was announced: remove it, keep the row pending.
+            state.storage.delete(&u.object_key).await?;
+            return Err(AppError::field(
+                "file",
+                format!(
+                    "The uploaded file ({} bytes, {}) does not match what was announced ({} bytes, {}).",
+                    info.size,
+                    info.content_type.unwrap_or_default(),
+                    u.size_bytes,
+                    u.content_type
+                ),
+            ));
+        }
+        sqlx::query!("UPDATE uploads SET status = 'confirmed', confirmed_at = now() WHERE id = $1", id)
+            .execute(&state.base.db)
+            .await?;
+    }
+    Ok(Json(json!({"id": id, "status": "confirmed", "size": u.size_bytes, "content_type": u.content_type})))
+}
+
+async fn download(S(state): S<Uploads>, user: AuthUser, Path(raw): Path<String>) -> AppResult<Response> {
+    let id = upload_id(&raw)?;
+    // Visible to the uploader, and to members of the upload's residence.
+    let key = sqlx::query_scalar!(
+        "SELECT u.object_key FROM uploads u
+          WHERE u.id = $1 AND u.status = 'confirmed'
+            AND (u.user_id = $2 OR EXISTS (SELECT 1 FROM residence_members m
+                                           WHERE m.residence_id = u.residence_id AND m.user_id = $2))",
+        id,
+        user.id
+    )
+    .fetch_optional(&state.base.db)
+    .await?
+    .ok_or(AppError::NotFound("file"))?;
+    let url = state.storage.presign_get(&key, URL_TTL).await?;
+    Ok((StatusCode::FOUND, [(header::LOCATION, url), (header::CACHE_CONTROL, "private, no-store".to_string())]).into_response())
+}

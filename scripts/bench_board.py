@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""`make bench`, part 2: the task board at scale.
+
+Seeds 1,000 users x 5 residences x 200 tasks (1,000,000 tasks) into the
+bench database, then measures one residence's board through the real
+api-tasks function behind `shim pod` (wrk), and shows the query plan.
+Appends its section to BENCHMARKS.md.
+"""
+import hashlib
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REL = os.path.join(ROOT, "target", "release")
+DB = os.environ["DATABASE_URL"]
+SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
+TOKEN = "bench-board-token-not-a-secret-0123456789"
+
+
+def psql(sql):
+    return subprocess.run(["psql", DB, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                          check=True, capture_output=True, text=True).stdout
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def main():
+    t0 = time.time()
+    if psql("SELECT count(*) FROM tasks").strip() != "1000000":
+        psql("TRUNCATE tasks, residence_members, residences RESTART IDENTITY CASCADE")
+        psql("INSERT INTO residences (owner_id, name) SELECT u.id, 'Home ' || g FROM users u, generate_series(1, 5) g")
+        psql("INSERT INTO residence_members (residence_id, user_id, role) SELECT id, owner_id, 'owner' FROM residences")
+        psql("INSERT INTO tasks (residence_id, title, frequency_id, due_date, next_due_date, in_progress, is_cancelled) "
+             "SELECT r.id, 'Task ' || g, 1 + g % 8, current_date + (g % 120 - 40), current_date + (g % 120 - 40), "
+             "g % 37 = 0, g % 53 = 0 FROM residences r, generate_series(1, 200) g")
+        psql("ANALYZE")
+    seed_s = time.time() - t0
+    user_id, rid = psql("SELECT owner_id, id FROM residences ORDER BY id LIMIT 1").strip().split("|")
+    digest = hashlib.sha256(TOKEN.encode()).hexdigest()
+    psql(f"DELETE FROM auth_tokens WHERE token_hash = '\\x{digest}'")
+    psql(f"INSERT INTO auth_tokens (user_id, token_hash, expires_at) VALUES ({user_id}, '\\x{digest}', now() + interval '1 day')")
+
+    plan = psql(
+        "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING ON) "
+        "SELECT t.id, (SELECT count(*) FROM task_completions c WHERE c.task_id = t.id) "
+        "FROM tasks t JOIN residence_members m ON m.residence_id = t.residence_id AND m.user_id = " + user_id +
+        " LEFT JOIN task_frequencies f ON f.id = t.frequency_id "
+        "WHERE t.residence_id = " + rid + " AND NOT t.is_archived ORDER BY t.next_due_date NULLS LAST, t.id")
+    exec_ms = float(re.search(r"Execution Time: ([\d.]+) ms", plan).group(1))
+    indexes = sorted(set(re.findall(r"(?:using|Bitmap Index Scan on) (\w+)", plan)))
+
+    port = free_port()
+    env = dict(os.environ, AWS_LAMBDA_LOG_LEVEL="error", DATABASE_URL=DB)
+    p = subprocess.Popen([os.path.join(REL, "shim"), "pod", "--function", "api-tasks", "--listen", f"127.0.0.1:{port}",
+                          "--bin-dir", REL, "--concurrency", "16", "--drain-delay", "0"],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_shim/ready", timeout=1).status == 200:
+                    break
+            except Exception:
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/api/tasks/by-residence/{rid}/"
+        req = urllib.request.Request(url, headers={"Authorization": f"Token {TOKEN}"})
+        body = urllib.request.urlopen(req).read()
+        counts = re.findall(rb'"count":(\d+)', body)
+        out = subprocess.run(["wrk", "-t2", "-c4", f"-d{SECONDS}s", "--latency", "-H", f"Authorization: Token {TOKEN}", url],
+                             capture_output=True, text=True, check=True).stdout
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+    def pct(q):
+        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.M)
+        v, unit = float(m.group(1)), m.group(2)
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+
+    section = [
+        "", "## Task board at scale", "",
+        "Produced by `make bench` (scripts/bench_board.py): 1,000 users x 5 residences x 200 tasks "
+        f"(1,000,000 tasks; seeded in {seed_s:.0f} s when absent), one residence's board "
+        "(`GET /api/tasks/by-residence/{id}/`, 200 tasks, all columns) through the release api-tasks "
+        f"function behind `shim pod` (concurrency 16), wrk -t2 -c4 -d{SECONDS}s.", "",
+        "| measure | value |", "|---|---:|",
+        f"| board requests/s | {rps:.0f} |",
+        f"| board p50 | {pct(50):.2f} ms |",
+        f"| board p99 | {pct(99):.2f} ms |",
+        f"| board query execution (EXPLAIN ANALYZE) | {exec_ms:.2f} ms |",
+        f"| indexes the plan uses | {', '.join(indexes)} |",
+        f"| tasks per column in the answer | {', '.join(c.decode() for c in counts)} |", "",
+    ]
+    with open(os.path.join(ROOT, "BENCHMARKS.md"), "a") as f:
+        f.write("\n".join(section))
+    print("\n".join(section))
+
+
+if __name__ == "__main__":
+    main()
