@@ -5,6 +5,15 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 eval "$(scripts/toolchain.sh)"
 eval "$(scripts/services.sh)"
+eval "$(scripts/pytools.sh moto)"
+
+# A local S3-compatible server for uploads (moto), with the dev bucket.
+if ! curl -s -o /dev/null http://127.0.0.1:55900/; then
+  mkdir -p .local/s3
+  nohup moto_server -H 127.0.0.1 -p 55900 > .local/s3/moto.log 2>&1 &
+  for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:55900/ && break; sleep 0.1; done
+fi
+curl -s -o /dev/null -X PUT http://127.0.0.1:55900/honeydue-dev
 
 PORT=${PORT:-3000}
 DEMO_EMAIL=${DEMO_EMAIL:-demo@honeydue.local}
@@ -29,7 +38,7 @@ cat <<BANNER
     curl -X POST $base/api/auth/login/ -H 'content-type: application/json' \\
          -d '{"email": "$DEMO_EMAIL", "password": "$DEMO_PASSWORD"}'
   Demo login: $DEMO_EMAIL / $DEMO_PASSWORD    Admin: $ADMIN_EMAIL / $ADMIN_PASSWORD
-  Postgres: $DATABASE_URL    Redis: $REDIS_URL
+  Postgres: $DATABASE_URL    Redis: $REDIS_URL    S3: http://127.0.0.1:55900 (moto)
   Shim: $base/_shim/ready  $base/_shim/metrics
 
 BANNER

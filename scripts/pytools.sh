@@ -8,6 +8,7 @@ VENV="$ROOT/.local/venv"
 declare -A PINS=(
   [cargo-lambda]="cargo-lambda==1.9.2"
   [awslambdaric]="awslambdaric==4.2.2"
+  [moto]="moto[server]==5.2.5"
 )
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV" >&2

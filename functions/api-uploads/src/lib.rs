@@ -19,9 +19,21 @@ use serde_json::{json, Value};
 use sqlx::PgPool;
 
 /// Content types accepted.
-pub const ALLOWED_TYPES: [&str; 6] = ["image/jpeg", "image/png", "image/heic", "image/webp", "image/gif", "application/pdf"];
+pub const ALLOWED_TYPES: [&str; 6] = [
+    "image/jpeg",
+    "image/png",
+    "image/heic",
+    "image/webp",
+    "image/gif",
+    "application/pdf",
+];
 /// Purposes accepted.
-pub const PURPOSES: [&str; 4] = ["residence_image", "completion_photo", "document_file", "avatar"];
+pub const PURPOSES: [&str; 4] = [
+    "residence_image",
+    "completion_photo",
+    "document_file",
+    "avatar",
+];
 /// Lifetime of a presigned URL.
 pub const URL_TTL: Duration = Duration::from_secs(300);
 
@@ -84,22 +96,45 @@ struct PresignIn {
     residence_id: Option<i64>,
 }
 
-async fn presign(S(state): S<Uploads>, user: AuthUser, Json(b): Json<PresignIn>) -> AppResult<impl IntoResponse> {
+async fn presign(
+    S(state): S<Uploads>,
+    user: AuthUser,
+    Json(b): Json<PresignIn>,
+) -> AppResult<impl IntoResponse> {
     let mut conn = state.base.db.acquire().await?;
     let plan = limits::plan(&mut conn, user.id).await?;
     let mut v = Validator::new();
-    v.check(PURPOSES.contains(&b.purpose.as_str()), "purpose", "Use residence_image, completion_photo, document_file or avatar.");
+    v.check(
+        PURPOSES.contains(&b.purpose.as_str()),
+        "purpose",
+        "Use residence_image, completion_photo, document_file or avatar.",
+    );
     let name = b.filename.trim();
-    v.check(!name.is_empty() && name.chars().count() <= 255 && !name.contains(['/', '\\']), "filename", "Give a file name of at most 255 characters, without slashes.");
+    v.check(
+        !name.is_empty() && name.chars().count() <= 255 && !name.contains(['/', '\\']),
+        "filename",
+        "Give a file name of at most 255 characters, without slashes.",
+    );
     let ct = b.content_type.trim().to_ascii_lowercase();
-    v.check(ALLOWED_TYPES.contains(&ct.as_str()), "content_type", format!("Allowed: {}.", ALLOWED_TYPES.join(", ")));
+    v.check(
+        ALLOWED_TYPES.contains(&ct.as_str()),
+        "content_type",
+        format!("Allowed: {}.", ALLOWED_TYPES.join(", ")),
+    );
     v.check(b.size > 0, "size", "Must be more than zero.");
     v.check(
         b.size <= plan.max_upload_bytes,
         "size",
-        format!("Files are limited to {} MB on your plan.", plan.max_upload_bytes / 1_048_576),
+        format!(
+            "Files are limited to {} MB on your plan.",
+            plan.max_upload_bytes / 1_048_576
+        ),
     );
-    v.check(b.purpose == "avatar" || b.residence_id.is_some(), "residence_id", "This field is required for this purpose.");
+    v.check(
+        b.purpose == "avatar" || b.residence_id.is_some(),
+        "residence_id",
+        "This field is required for this purpose.",
+    );
     v.finish()?;
     if let Some(r) = b.residence_id {
         membership::writer(&mut conn, user.id, r).await?;
@@ -120,7 +155,10 @@ async fn presign(S(state): S<Uploads>, user: AuthUser, Json(b): Json<PresignIn>)
     )
     .execute(&mut *conn)
     .await?;
-    let url = state.storage.presign_put(&key, &ct, b.size, URL_TTL).await?;
+    let url = state
+        .storage
+        .presign_put(&key, &ct, b.size, URL_TTL)
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -133,7 +171,11 @@ async fn presign(S(state): S<Uploads>, user: AuthUser, Json(b): Json<PresignIn>)
     ))
 }
 
-async fn confirm(S(state): S<Uploads>, user: AuthUser, Path(raw): Path<String>) -> AppResult<Json<Value>> {
+async fn confirm(
+    S(state): S<Uploads>,
+    user: AuthUser,
+    Path(raw): Path<String>,
+) -> AppResult<Json<Value>> {
     let id = upload_id(&raw)?;
     let u = sqlx::query!(
         "SELECT object_key, content_type, size_bytes, status FROM uploads WHERE id = $1 AND user_id = $2",
@@ -144,11 +186,12 @@ async fn confirm(S(state): S<Uploads>, user: AuthUser, Path(raw): Path<String>) 
     .await?
     .ok_or(AppError::NotFound("upload"))?;
     if u.status != "confirmed" {
-        let info = state
-            .storage
-            .head(&u.object_key)
-            .await?
-            .ok_or_else(|| AppError::conflict("not_uploaded", "The file has not been uploaded yet (or the URL expired)."))?;
+        let info = state.storage.head(&u.object_key).await?.ok_or_else(|| {
+            AppError::conflict(
+                "not_uploaded",
+                "The file has not been uploaded yet (or the URL expired).",
+            )
+        })?;
         let type_ok = info
             .content_type
             .as_deref()
@@ -168,14 +211,23 @@ async fn confirm(S(state): S<Uploads>, user: AuthUser, Path(raw): Path<String>) 
                 ),
             ));
         }
-        sqlx::query!("UPDATE uploads SET status = 'confirmed', confirmed_at = now() WHERE id = $1", id)
-            .execute(&state.base.db)
-            .await?;
+        sqlx::query!(
+            "UPDATE uploads SET status = 'confirmed', confirmed_at = now() WHERE id = $1",
+            id
+        )
+        .execute(&state.base.db)
+        .await?;
     }
-    Ok(Json(json!({"id": id, "status": "confirmed", "size": u.size_bytes, "content_type": u.content_type})))
+    Ok(Json(
+        json!({"id": id, "status": "confirmed", "size": u.size_bytes, "content_type": u.content_type}),
+    ))
 }
 
-async fn download(S(state): S<Uploads>, user: AuthUser, Path(raw): Path<String>) -> AppResult<Response> {
+async fn download(
+    S(state): S<Uploads>,
+    user: AuthUser,
+    Path(raw): Path<String>,
+) -> AppResult<Response> {
     let id = upload_id(&raw)?;
     // Visible to the uploader, and to members of the upload's residence.
     let key = sqlx::query_scalar!(
@@ -190,5 +242,12 @@ async fn download(S(state): S<Uploads>, user: AuthUser, Path(raw): Path<String>)
     .await?
     .ok_or(AppError::NotFound("file"))?;
     let url = state.storage.presign_get(&key, URL_TTL).await?;
-    Ok((StatusCode::FOUND, [(header::LOCATION, url), (header::CACHE_CONTROL, "private, no-store".to_string())]).into_response())
+    Ok((
+        StatusCode::FOUND,
+        [
+            (header::LOCATION, url),
+            (header::CACHE_CONTROL, "private, no-store".to_string()),
+        ],
+    )
+        .into_response())
 }

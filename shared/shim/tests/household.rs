@@ -59,7 +59,13 @@ async fn a_household_from_sign_up_to_a_shared_board() {
         .arg(bin_dir())
         .env("DATABASE_URL", &db.url)
         .env("APP_SECRET", "household-test-secret-0123")
-        .env_remove("REDIS_URL");
+        .env_remove("REDIS_URL")
+        // api-uploads needs a bucket configured; nothing here touches it.
+        .env("S3_BUCKET", "unused")
+        .env("S3_ENDPOINT", "http://127.0.0.1:9")
+        .env("S3_FORCE_PATH_STYLE", "true")
+        .env("S3_ACCESS_KEY_ID", "unused")
+        .env("S3_SECRET_ACCESS_KEY", "unused");
     let gw = tokio::task::spawn_blocking(move || Proc::spawn(cmd, addr).ready())
         .await
         .unwrap();

@@ -84,17 +84,17 @@ impl Storage {
             b = b.endpoint_url(e);
         }
         b = match &cfg.credentials {
-            Some((k, s)) => b.credentials_provider(Credentials::new(k, s.expose(), None, None, "honeydue-env")),
-            None => {
-                let shared = aws_sdk_s3::config::SharedCredentialsProvider::new(
-                    Credentials::from_keys(
-                        std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
-                        std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
-                        std::env::var("AWS_SESSION_TOKEN").ok(),
-                    ),
-                );
-                b.credentials_provider(shared)
+            Some((k, s)) => {
+                b.credentials_provider(Credentials::new(k, s.expose(), None, None, "honeydue-env"))
             }
+            // On Lambda the execution role's keys are in the environment.
+            None => b.credentials_provider(Credentials::new(
+                std::env::var("AWS_ACCESS_KEY_ID").unwrap_or_default(),
+                std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or_default(),
+                std::env::var("AWS_SESSION_TOKEN").ok(),
+                None,
+                "lambda-environment",
+            )),
         };
         Self {
             client: aws_sdk_s3::Client::from_conf(b.build()),
@@ -103,7 +103,13 @@ impl Storage {
     }
 
     /// A presigned PUT for `key`, binding content type and length.
-    pub async fn presign_put(&self, key: &str, content_type: &str, size: i64, ttl: Duration) -> anyhow::Result<String> {
+    pub async fn presign_put(
+        &self,
+        key: &str,
+        content_type: &str,
+        size: i64,
+        ttl: Duration,
+    ) -> anyhow::Result<String> {
         let req = self
             .client
             .put_object()
@@ -132,7 +138,14 @@ impl Storage {
 
     /// Size and type of `key`, or `None` when it does not exist.
     pub async fn head(&self, key: &str) -> anyhow::Result<Option<ObjectInfo>> {
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(o) => Ok(Some(ObjectInfo {
                 size: o.content_length().unwrap_or(0),
                 content_type: o.content_type().map(str::to_string),
@@ -161,7 +174,14 @@ impl Storage {
 
     /// Creates the bucket if missing (local development and tests).
     pub async fn ensure_bucket(&self) -> anyhow::Result<()> {
-        if self.client.head_bucket().bucket(&self.bucket).send().await.is_ok() {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
             return Ok(());
         }
         self.client

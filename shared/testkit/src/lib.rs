@@ -11,6 +11,7 @@ pub mod fixtures;
 pub mod http;
 pub mod proc;
 pub mod redis;
+pub mod s3;
 pub mod wire;
 
 pub use db::TestDb;
