@@ -34,13 +34,17 @@ struct CompletionOut {
     rating: Option<i16>,
     contractor_id: Option<i64>,
     created_at: DateTime<Utc>,
+    /// Photos (uploads), fetched through `/api/files/{id}/`.
+    image_ids: Vec<uuid::Uuid>,
 }
 
 async fn load_completion(conn: &mut PgConnection, id: i64) -> AppResult<CompletionOut> {
     Ok(sqlx::query_as!(
         CompletionOut,
-        "SELECT id, task_id, completed_by, completed_at, occurrence_date, notes, actual_cost, rating, contractor_id, created_at
-           FROM task_completions WHERE id = $1",
+        r#"SELECT c.id, c.task_id, c.completed_by, c.completed_at, c.occurrence_date, c.notes, c.actual_cost, c.rating,
+                  c.contractor_id, c.created_at,
+                  ARRAY(SELECT i.upload_id FROM completion_images i WHERE i.completion_id = c.id ORDER BY i.upload_id) AS "image_ids!"
+             FROM task_completions c WHERE c.id = $1"#,
         id
     )
     .fetch_one(conn)
@@ -74,9 +78,11 @@ async fn list(
     .await?;
     let rows = sqlx::query_as!(
         CompletionOut,
-        "SELECT id, task_id, completed_by, completed_at, occurrence_date, notes, actual_cost, rating, contractor_id, created_at
-           FROM task_completions WHERE task_id = $1
-          ORDER BY completed_at DESC, id DESC LIMIT $2 OFFSET $3",
+        r#"SELECT c.id, c.task_id, c.completed_by, c.completed_at, c.occurrence_date, c.notes, c.actual_cost, c.rating,
+                  c.contractor_id, c.created_at,
+                  ARRAY(SELECT i.upload_id FROM completion_images i WHERE i.completion_id = c.id ORDER BY i.upload_id) AS "image_ids!"
+             FROM task_completions c WHERE c.task_id = $1
+            ORDER BY c.completed_at DESC, c.id DESC LIMIT $2 OFFSET $3"#,
         task_id,
         page.limit(),
         page.offset()
@@ -99,6 +105,8 @@ struct CompletionIn {
     /// the task has moved on (someone else completed it), 409 instead of
     /// completing the next one by mistake.
     occurrence_date: Option<chrono::NaiveDate>,
+    /// Confirmed `completion_photo` uploads of this residence (at most 10).
+    upload_ids: Option<Vec<uuid::Uuid>>,
 }
 
 async fn create(
@@ -140,6 +148,8 @@ async fn create(
         "Idempotency-Key",
         "At most 200 characters.",
     );
+    let uploads = b.upload_ids.clone().unwrap_or_default();
+    v.check(uploads.len() <= 10, "upload_ids", "At most 10 photos.");
     v.finish()?;
 
     let mut tx = state.db.begin().await?;
@@ -232,6 +242,32 @@ async fn create(
         }
         Err(e) => return Err(e.into()),
     };
+    if !uploads.is_empty() {
+        // Only confirmed photos uploaded for this residence, by this user.
+        let attached = sqlx::query!(
+            "INSERT INTO completion_images (completion_id, upload_id)
+             SELECT $1, u.id FROM uploads u
+              WHERE u.id = ANY($2) AND u.status = 'confirmed' AND u.purpose = 'completion_photo'
+                AND u.residence_id = $3 AND u.user_id = $4
+             ON CONFLICT DO NOTHING",
+            cid,
+            &uploads,
+            task.residence_id,
+            user.id
+        )
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let mut distinct = uploads.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if attached as usize != distinct.len() {
+            return Err(AppError::field(
+                "upload_ids",
+                "Use confirmed photos you uploaded for this residence.",
+            ));
+        }
+    }
     let tz: chrono_tz::Tz = user.timezone.parse().unwrap_or(chrono_tz::UTC);
     let completed_on = completed_at.with_timezone(&tz).date_naive();
     let next = recurrence::next_after_completion(

@@ -605,3 +605,56 @@ async fn completions_are_idempotent_and_once_per_occurrence() {
         409
     );
 }
+
+#[tokio::test]
+async fn completion_photos_must_be_the_callers_confirmed_uploads() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (b, _) = user(&db.pool, "b@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    add_member(&db.pool, home, b, "member").await;
+    let w = task(&c, &ta, json!({"residence_id": home, "title": "w", "frequency_id": WEEKLY, "due_date": "2026-01-01"})).await["id"].as_i64().unwrap();
+    let mk = |user: i64, status: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            let id = uuid::Uuid::new_v4();
+            sqlx::query("INSERT INTO uploads (id, user_id, residence_id, purpose, object_key, filename, content_type, size_bytes, status)
+                         VALUES ($1, $2, $3, 'completion_photo', $4, 'p.jpg', 'image/jpeg', 10, $5)")
+                .bind(id).bind(user).bind(home).bind(format!("uploads/{}", id.simple())).bind(status)
+                .execute(&pool).await.unwrap();
+            id
+        }
+    };
+    let mine = mk(a, "confirmed").await;
+    let pending = mk(a, "pending").await;
+    let bens = mk(b, "confirmed").await;
+    for bad in [pending, bens, uuid::Uuid::new_v4()] {
+        let r = c
+            .post(
+                "/api/task-completions/",
+                json!({"task_id": w, "upload_ids": [bad]}),
+                Some(&ta),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.text());
+        assert!(r.json()["error"]["fields"]["upload_ids"].is_array());
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM task_completions")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "a refused photo refuses the completion");
+    let r = c
+        .post(
+            "/api/task-completions/",
+            json!({"task_id": w, "upload_ids": [mine]}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["completion"]["image_ids"], json!([mine]));
+    let r = c
+        .get(&format!("/api/task-completions/?task={w}"), Some(&ta))
+        .await;
+    assert_eq!(r.json()["results"][0]["image_ids"], json!([mine]));
+}

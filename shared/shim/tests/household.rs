@@ -23,6 +23,22 @@ fn call(
     request(addr, method, path, &headers, text.as_bytes()).expect("request")
 }
 
+fn split_url(url: &str) -> (std::net::SocketAddr, String) {
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap());
+    (host.parse().unwrap(), path.to_string())
+}
+
+fn put_to(url: &str, content_type: &str, body: &[u8]) -> WireResponse {
+    let (addr, path) = split_url(url);
+    request(addr, "PUT", &path, &[("content-type", content_type)], body).unwrap()
+}
+
+fn get_url(url: &str) -> WireResponse {
+    let (addr, path) = split_url(url);
+    request(addr, "GET", &path, &[], b"").unwrap()
+}
+
 fn column_of(board: &Value, task_id: i64) -> String {
     board["columns"]
         .as_array()
@@ -45,6 +61,16 @@ async fn a_household_from_sign_up_to_a_shared_board() {
     for f in ["api-auth", "api-residences", "api-tasks"] {
         binary(f);
     }
+    let s3 = tokio::task::spawn_blocking(honeydue_testkit::s3::TestS3::start)
+        .await
+        .unwrap();
+    let bucket_host: std::net::SocketAddr =
+        s3.endpoint().trim_start_matches("http://").parse().unwrap();
+    tokio::task::spawn_blocking(move || {
+        request(bucket_host, "PUT", "/household", &[], b"").unwrap()
+    })
+    .await
+    .unwrap();
     let addr = free_addr();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shim"));
     cmd.current_dir(workspace_root())
@@ -60,12 +86,7 @@ async fn a_household_from_sign_up_to_a_shared_board() {
         .env("DATABASE_URL", &db.url)
         .env("APP_SECRET", "household-test-secret-0123")
         .env_remove("REDIS_URL")
-        // api-uploads needs a bucket configured; nothing here touches it.
-        .env("S3_BUCKET", "unused")
-        .env("S3_ENDPOINT", "http://127.0.0.1:9")
-        .env("S3_FORCE_PATH_STYLE", "true")
-        .env("S3_ACCESS_KEY_ID", "unused")
-        .env("S3_SECRET_ACCESS_KEY", "unused");
+        .envs(s3.env("household"));
     let gw = tokio::task::spawn_blocking(move || Proc::spawn(cmd, addr).ready())
         .await
         .unwrap();
@@ -167,14 +188,25 @@ async fn a_household_from_sign_up_to_a_shared_board() {
             assert_eq!(column_of(&b, filter), "overdue");
             assert_eq!(column_of(&b, gutters), "upcoming");
         }
-        let r = call(
-            a,
-            "POST",
-            "/api/task-completions/",
-            &ben2,
-            Some(json!({"task_id": filter, "notes": "MERV 11", "rating": 4})),
-        );
+        // Ben photographs the new filter: presign, PUT to the bucket, confirm.
+        let photo: Vec<u8> = (0..4096u32).map(|i| (i * 7 % 256) as u8).collect();
+        let r = call(a, "POST", "/api/uploads/presign/", &ben2, Some(json!({"purpose": "completion_photo", "filename": "filter.jpg",
+                                                                          "content_type": "image/jpeg", "size": photo.len(), "residence_id": home})));
         assert_eq!(r.status, 201, "{}", r.text());
+        let upload = r.json()["id"].as_str().unwrap().to_string();
+        let url = r.json()["upload_url"].as_str().unwrap().to_string();
+        let put = put_to(&url, "image/jpeg", &photo);
+        assert_eq!(put.status, 200, "{}", put.text());
+        assert_eq!(call(a, "POST", &format!("/api/uploads/{upload}/confirm/"), &ben2, None).status, 200);
+        let r = call(a, "POST", "/api/task-completions/", &ben2,
+                     Some(json!({"task_id": filter, "notes": "MERV 11", "rating": 4, "upload_ids": [upload]})));
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(r.json()["completion"]["image_ids"], json!([upload]));
+        // Ann sees the photo.
+        let r = call(a, "GET", &format!("/api/files/{upload}/"), &ann4, None);
+        assert_eq!(r.status, 302);
+        let got = get_url(r.header("location").unwrap());
+        assert_eq!(got.body, photo);
         assert_ne!(r.json()["task"]["kanban_column"], "overdue");
         for t in [&ann4, &ben2] {
             let b = call(a, "GET", "/api/tasks/", t, None).json();
