@@ -1,14 +1,13 @@
 //! Handlers of `/api/contractors/`.
 
-use axum::extract::{Path, State as S};
+use axum::extract::State as S;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::Router;
 use chrono::{DateTime, Utc};
-use honeydue_core::types::Email;
 use honeydue_core::{membership, AppError, AppResult, Validator};
-use honeydue_http::{AuthUser, Json, Page, Paginated, Query, State};
+use honeydue_http::{AuthUser, Json, Page, Paginated, PathId, Query, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgConnection;
@@ -25,26 +24,6 @@ pub fn router() -> Router<State> {
             post(toggle_favorite),
         )
         .route("/api/contractors/{id}/tasks/", get(tasks))
-}
-
-struct Id(i64);
-
-impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Id {
-    type Rejection = AppError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &St,
-    ) -> Result<Self, AppError> {
-        let Path(raw) =
-            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| AppError::NotFound("contractor"))?;
-        raw.get("id")
-            .and_then(|v| v.parse::<i64>().ok())
-            .filter(|v| *v > 0)
-            .map(Id)
-            .ok_or(AppError::NotFound("contractor"))
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -196,42 +175,13 @@ async fn validate(
     creating: bool,
 ) -> AppResult<()> {
     let mut v = Validator::new();
-    match &b.name {
-        Some(n) => v.check(
-            !n.trim().is_empty() && n.chars().count() <= 200,
-            "name",
-            "Enter a name of at most 200 characters.",
-        ),
-        None if creating => v.add("name", "This field is required."),
-        None => {}
-    }
-    for (f, val, max) in [
-        ("company", &b.company, 200),
-        ("phone", &b.phone, 50),
-        ("website", &b.website, 500),
-        ("notes", &b.notes, 10_000),
-    ] {
-        if let Some(s) = val {
-            v.check(
-                s.chars().count() <= max,
-                f,
-                format!("Enter at most {max} characters."),
-            );
-        }
-    }
-    if let Some(e) = b.email.as_deref().filter(|e| !e.trim().is_empty()) {
-        match Email::parse(e) {
-            Ok(e) => b.email = Some(e.as_str().to_string()),
-            Err(m) => v.add("email", m),
-        }
-    }
-    if let Some(w) = b.website.as_deref().filter(|w| !w.is_empty()) {
-        v.check(
-            w.starts_with("https://") || w.starts_with("http://"),
-            "website",
-            "Enter a URL starting with http:// or https://.",
-        );
-    }
+    v.text("name", b.name.as_deref(), creating, 200);
+    v.max_len("company", b.company.as_deref(), 200);
+    v.max_len("phone", b.phone.as_deref(), 50);
+    v.max_len("website", b.website.as_deref(), 500);
+    v.max_len("notes", b.notes.as_deref(), 10_000);
+    v.email("email", &mut b.email);
+    v.url("website", b.website.as_deref());
     if let Some(ids) = &b.specialty_ids {
         v.check(ids.len() <= 20, "specialty_ids", "At most 20 specialties.");
         let known: i64 = sqlx::query_scalar!(
@@ -310,7 +260,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<ContractorOut>> {
+async fn detail(
+    S(state): S<State>,
+    user: AuthUser,
+    PathId(id): PathId,
+) -> AppResult<Json<ContractorOut>> {
     let mut conn = state.db.acquire().await?;
     Ok(Json(load(&mut conn, user.id, id).await?))
 }
@@ -318,7 +272,7 @@ async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Jso
 async fn update(
     S(state): S<State>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
     Json(mut b): Json<ContractorIn>,
 ) -> AppResult<Json<ContractorOut>> {
     let mut tx = state.db.begin().await?;
@@ -351,7 +305,7 @@ async fn update(
     Ok(Json(out))
 }
 
-async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+async fn remove(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<StatusCode> {
     let mut conn = state.db.acquire().await?;
     require_write(&mut conn, user.id, id).await?;
     sqlx::query!("DELETE FROM contractors WHERE id = $1", id)
@@ -363,7 +317,7 @@ async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Sta
 async fn toggle_favorite(
     S(state): S<State>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
 ) -> AppResult<Json<ContractorOut>> {
     let mut conn = state.db.acquire().await?;
     require_write(&mut conn, user.id, id).await?;
@@ -376,7 +330,7 @@ async fn toggle_favorite(
     Ok(Json(load(&mut conn, user.id, id).await?))
 }
 
-async fn tasks(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+async fn tasks(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<Json<Value>> {
     let mut conn = state.db.acquire().await?;
     load(&mut conn, user.id, id).await?;
     // Only tasks in residences the caller belongs to.

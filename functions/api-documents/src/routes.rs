@@ -1,14 +1,13 @@
 //! Handlers of `/api/documents/`.
 
-use axum::extract::{Path, State as S};
+use axum::extract::State as S;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
-use honeydue_core::types::Email;
 use honeydue_core::{membership, AppError, AppResult, Validator};
-use honeydue_http::{AuthUser, Json, Page, Paginated, Query, State};
+use honeydue_http::{AuthUser, Json, Page, Paginated, PathId, Query, State};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
@@ -31,25 +30,6 @@ pub fn router() -> Router<State> {
             "/api/documents/{id}/",
             get(detail).patch(update).delete(remove),
         )
-}
-
-struct Id(i64);
-
-impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Id {
-    type Rejection = AppError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &St,
-    ) -> Result<Self, AppError> {
-        let Path(raw) = Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| AppError::NotFound("document"))?;
-        raw.parse::<i64>()
-            .ok()
-            .filter(|v| *v > 0)
-            .map(Id)
-            .ok_or(AppError::NotFound("document"))
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -219,15 +199,7 @@ async fn validate(
     current: Option<&DocumentOut>,
 ) -> AppResult<()> {
     let mut v = Validator::new();
-    match &b.title {
-        Some(t) => v.check(
-            !t.trim().is_empty() && t.chars().count() <= 200,
-            "title",
-            "Enter a title of at most 200 characters.",
-        ),
-        None if creating => v.add("title", "This field is required."),
-        None => {}
-    }
+    v.text("title", b.title.as_deref(), creating, 200);
     match &b.doc_type {
         Some(t) => v.check(
             TYPES.contains(&t.as_str()),
@@ -237,34 +209,13 @@ async fn validate(
         None if creating => v.add("doc_type", "This field is required."),
         None => {}
     }
-    for (f, val, max) in [
-        ("description", &b.description, 10_000),
-        ("provider", &b.provider, 200),
-        ("policy_number", &b.policy_number, 100),
-        ("claim_phone", &b.claim_phone, 50),
-        ("claim_url", &b.claim_url, 500),
-    ] {
-        if let Some(s) = val {
-            v.check(
-                s.chars().count() <= max,
-                f,
-                format!("Enter at most {max} characters."),
-            );
-        }
-    }
-    if let Some(e) = b.claim_email.as_deref().filter(|e| !e.trim().is_empty()) {
-        match Email::parse(e) {
-            Ok(e) => b.claim_email = Some(e.as_str().to_string()),
-            Err(m) => v.add("claim_email", m),
-        }
-    }
-    if let Some(u) = b.claim_url.as_deref().filter(|u| !u.is_empty()) {
-        v.check(
-            u.starts_with("https://") || u.starts_with("http://"),
-            "claim_url",
-            "Enter a URL starting with http:// or https://.",
-        );
-    }
+    v.max_len("description", b.description.as_deref(), 10_000);
+    v.max_len("provider", b.provider.as_deref(), 200);
+    v.max_len("policy_number", b.policy_number.as_deref(), 100);
+    v.max_len("claim_phone", b.claim_phone.as_deref(), 50);
+    v.max_len("claim_url", b.claim_url.as_deref(), 500);
+    v.email("claim_email", &mut b.claim_email);
+    v.url("claim_url", b.claim_url.as_deref());
     if let Some(Some(a)) = b.amount {
         v.check(a >= Decimal::ZERO, "amount", "Must be zero or more.");
     }
@@ -342,7 +293,11 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<DocumentOut>> {
+async fn detail(
+    S(state): S<State>,
+    user: AuthUser,
+    PathId(id): PathId,
+) -> AppResult<Json<DocumentOut>> {
     let mut conn = state.db.acquire().await?;
     Ok(Json(load(&mut conn, &user, id).await?))
 }
@@ -350,7 +305,7 @@ async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Jso
 async fn update(
     S(state): S<State>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
     Json(mut b): Json<DocumentIn>,
 ) -> AppResult<Json<DocumentOut>> {
     let mut tx = state.db.begin().await?;
@@ -411,7 +366,7 @@ async fn update(
     Ok(Json(out))
 }
 
-async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+async fn remove(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<StatusCode> {
     let mut conn = state.db.acquire().await?;
     let d = load(&mut conn, &user, id).await?;
     membership::writer(&mut conn, user.id, d.residence_id).await?;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use honeydue_core::domain::board::{column, Column, TaskState};
 use honeydue_core::domain::roles::Role;
 use honeydue_core::{membership, AppError, AppResult, Validator};
-use honeydue_http::{AuthUser, Json, Page, Paginated, State};
+use honeydue_http::{AuthUser, Json, Page, Paginated, PathId, State};
 use rand::Rng;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -34,27 +34,6 @@ pub fn router() -> Router<State> {
         )
         .route("/api/residences/{id}/leave/", post(leave))
         .route("/api/residences/{id}/summary/", get(summary))
-}
-
-/// A residence id from the path; anything but a positive integer is 404.
-struct Id(i64);
-
-impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Id {
-    type Rejection = AppError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Self, AppError> {
-        let Path(raw) =
-            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| AppError::NotFound("residence"))?;
-        raw.get("id")
-            .and_then(|v| v.parse::<i64>().ok())
-            .filter(|v| *v > 0)
-            .map(Id)
-            .ok_or(AppError::NotFound("residence"))
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -273,14 +252,18 @@ async fn create(
     ))
 }
 
-async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<ResidenceOut>> {
+async fn detail(
+    S(state): S<State>,
+    user: AuthUser,
+    PathId(id): PathId,
+) -> AppResult<Json<ResidenceOut>> {
     Ok(Json(load(&state.db, user.id, id).await?))
 }
 
 async fn update(
     S(state): S<State>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
     Json(body): Json<ResidenceIn>,
 ) -> AppResult<Json<ResidenceOut>> {
     let mut conn = state.db.acquire().await?;
@@ -332,7 +315,7 @@ async fn update(
     Ok(Json(load(&state.db, user.id, id).await?))
 }
 
-async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+async fn remove(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<StatusCode> {
     let mut conn = state.db.acquire().await?;
     membership::owner(&mut conn, user.id, id).await?;
     sqlx::query!("DELETE FROM residences WHERE id = $1", id)
@@ -373,7 +356,11 @@ async fn share_out(db: &sqlx::PgPool, id: i64) -> AppResult<Value> {
     )
 }
 
-async fn get_share(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+async fn get_share(
+    S(state): S<State>,
+    user: AuthUser,
+    PathId(id): PathId,
+) -> AppResult<Json<Value>> {
     let mut conn = state.db.acquire().await?;
     membership::owner(&mut conn, user.id, id).await?;
     Ok(Json(share_out(&state.db, id).await?))
@@ -382,7 +369,7 @@ async fn get_share(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<
 async fn create_share(
     S(state): S<State>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
     raw: axum::body::Bytes,
 ) -> AppResult<impl IntoResponse> {
     // The body is optional: an empty POST takes the defaults.
@@ -443,7 +430,11 @@ fn anyhow_err(m: &str) -> anyhow::Error {
     anyhow::anyhow!(m.to_string())
 }
 
-async fn revoke_share(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+async fn revoke_share(
+    S(state): S<State>,
+    user: AuthUser,
+    PathId(id): PathId,
+) -> AppResult<StatusCode> {
     let mut conn = state.db.acquire().await?;
     membership::owner(&mut conn, user.id, id).await?;
     sqlx::query!(
@@ -516,7 +507,7 @@ struct MemberOut {
 async fn members(
     S(state): S<State>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
 ) -> AppResult<Json<Vec<MemberOut>>> {
     let mut conn = state.db.acquire().await?;
     membership::role(&mut conn, user.id, id).await?;
@@ -560,7 +551,7 @@ async fn remove_member(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn leave(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+async fn leave(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<StatusCode> {
     let mut conn = state.db.acquire().await?;
     if membership::role(&mut conn, user.id, id).await? == Role::Owner {
         return Err(AppError::conflict(
@@ -586,7 +577,7 @@ async fn leave(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Stat
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn summary(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+async fn summary(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<Json<Value>> {
     let mut conn = state.db.acquire().await?;
     membership::role(&mut conn, user.id, id).await?;
     let today = membership::today_in(&user.timezone);

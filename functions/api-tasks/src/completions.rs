@@ -8,13 +8,13 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use honeydue_core::domain::recurrence;
 use honeydue_core::{membership, AppError, AppResult, Validator};
-use honeydue_http::{AuthUser, Json, Page, Paginated, Query, State};
+use honeydue_http::{AuthUser, Json, Page, Paginated, PathId, Query, State};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
-use crate::tasks::{load_task, Id};
+use crate::tasks::load_task;
 
 pub fn router() -> Router<State> {
     Router::new()
@@ -307,7 +307,7 @@ async fn create(
     ))
 }
 
-async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+async fn remove(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<Json<Value>> {
     let mut tx = state.db.begin().await?;
     let c = sqlx::query!(
         "SELECT c.task_id, c.previous_due_date,

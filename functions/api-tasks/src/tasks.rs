@@ -1,6 +1,6 @@
 //! Tasks: the board, CRUD and actions.
 
-use axum::extract::{Path, State as S};
+use axum::extract::State as S;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -9,7 +9,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use honeydue_core::domain::board::{column, Column, TaskState, SHOWN};
 use honeydue_core::domain::recurrence::{self, Anchor};
 use honeydue_core::{limits, membership, AppError, AppResult, Validator};
-use honeydue_http::{AuthUser, Json, Query, State};
+use honeydue_http::{AuthUser, Json, PathId, Query, State};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -28,27 +28,6 @@ pub fn router() -> Router<State> {
         .route("/api/tasks/{id}/unarchive/", post(unarchive))
         .route("/api/tasks/{id}/skip/", post(skip))
         .route("/api/tasks/{id}/reschedule/", post(reschedule))
-}
-
-/// A positive integer id from the path; anything else is 404.
-pub struct Id(pub i64);
-
-impl<St: Send + Sync> axum::extract::FromRequestParts<St> for Id {
-    type Rejection = AppError;
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &St,
-    ) -> Result<Self, AppError> {
-        let Path(raw) =
-            Path::<std::collections::HashMap<String, String>>::from_request_parts(parts, state)
-                .await
-                .map_err(|_| AppError::NotFound("task"))?;
-        raw.get("id")
-            .and_then(|v| v.parse::<i64>().ok())
-            .filter(|v| *v > 0)
-            .map(Id)
-            .ok_or(AppError::NotFound("task"))
-    }
 }
 
 /// A task row with what its column and recurrence depend on.
@@ -261,7 +240,7 @@ async fn board_residence(
     S(state): S<State>,
     user: AuthUser,
     headers: HeaderMap,
-    Id(id): Id,
+    PathId(id): PathId,
     Query(p): Query<BoardParams>,
 ) -> AppResult<Response> {
     let days = days(&p)?;
@@ -460,7 +439,7 @@ async fn notify_assigned(
     Ok(())
 }
 
-async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+async fn detail(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<Json<Value>> {
     let mut conn = state.db.acquire().await?;
     let t = load_task(&mut conn, user.id, id).await?;
     Ok(Json(t.to_json(membership::today_in(&user.timezone), 30)))
@@ -469,7 +448,7 @@ async fn detail(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Jso
 async fn update(
     S(state): S<State>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
     Json(b): Json<TaskIn>,
 ) -> AppResult<Json<Value>> {
     let mut tx = state.db.begin().await?;
@@ -535,7 +514,7 @@ async fn update(
     Ok(Json(t.to_json(membership::today_in(&user.timezone), 30)))
 }
 
-async fn remove(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<StatusCode> {
+async fn remove(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<StatusCode> {
     let mut conn = state.db.acquire().await?;
     let t = load_task(&mut conn, user.id, id).await?;
     membership::writer(&mut conn, user.id, t.residence_id).await?;
@@ -580,7 +559,7 @@ fn not_cancelled(t: &TaskRow) -> AppResult<()> {
 async fn mark_in_progress(
     S(state): S<State>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
 ) -> AppResult<Json<Value>> {
     act(
         &state,
@@ -592,11 +571,15 @@ async fn mark_in_progress(
     .await
 }
 
-async fn cancel(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+async fn cancel(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<Json<Value>> {
     act(&state, &user, id, |_| Ok(()), "UPDATE tasks SET is_cancelled = TRUE, in_progress = FALSE, updated_at = now() WHERE id = $1").await
 }
 
-async fn uncancel(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+async fn uncancel(
+    S(state): S<State>,
+    user: AuthUser,
+    PathId(id): PathId,
+) -> AppResult<Json<Value>> {
     act(
         &state,
         &user,
@@ -607,11 +590,15 @@ async fn uncancel(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<J
     .await
 }
 
-async fn archive(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+async fn archive(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<Json<Value>> {
     act(&state, &user, id, |_| Ok(()), "UPDATE tasks SET is_archived = TRUE, in_progress = FALSE, updated_at = now() WHERE id = $1").await
 }
 
-async fn unarchive(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+async fn unarchive(
+    S(state): S<State>,
+    user: AuthUser,
+    PathId(id): PathId,
+) -> AppResult<Json<Value>> {
     // An archived task does not count against the plan; bringing it back does.
     let mut tx = state.db.begin().await?;
     let t = load_task(&mut tx, user.id, id).await?;
@@ -631,7 +618,7 @@ async fn unarchive(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<
     Ok(Json(t.to_json(membership::today_in(&user.timezone), 30)))
 }
 
-async fn skip(S(state): S<State>, user: AuthUser, Id(id): Id) -> AppResult<Json<Value>> {
+async fn skip(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<Json<Value>> {
     let mut tx = state.db.begin().await?;
     let t = load_task(&mut tx, user.id, id).await?;
     membership::writer(&mut tx, user.id, t.residence_id).await?;
@@ -664,7 +651,7 @@ struct RescheduleIn {
 async fn reschedule(
     S(state): S<State>,
     user: AuthUser,
-    Id(id): Id,
+    PathId(id): PathId,
     Json(b): Json<RescheduleIn>,
 ) -> AppResult<Json<Value>> {
     let mut tx = state.db.begin().await?;

@@ -236,6 +236,52 @@ impl Validator {
             }
         }
     }
+    /// A text field that must be present when `required` (creating) and,
+    /// when present, non-blank and at most `max` characters.
+    pub fn text(&mut self, field: &str, value: Option<&str>, required: bool, max: usize) {
+        match value {
+            Some(t) => self.check(
+                !t.trim().is_empty() && t.chars().count() <= max,
+                field,
+                format!("Enter at most {max} characters (not blank)."),
+            ),
+            None if required => self.add(field, "This field is required."),
+            None => {}
+        }
+    }
+
+    /// An optional text field of at most `max` characters (blank allowed).
+    pub fn max_len(&mut self, field: &str, value: Option<&str>, max: usize) {
+        if let Some(t) = value {
+            self.check(
+                t.chars().count() <= max,
+                field,
+                format!("Enter at most {max} characters."),
+            );
+        }
+    }
+
+    /// An optional http(s) URL (blank allowed).
+    pub fn url(&mut self, field: &str, value: Option<&str>) {
+        if let Some(u) = value.filter(|u| !u.is_empty()) {
+            self.check(
+                u.starts_with("https://") || u.starts_with("http://"),
+                field,
+                "Enter a URL starting with http:// or https://.",
+            );
+        }
+    }
+
+    /// An optional email address (blank allowed), normalised in place.
+    pub fn email(&mut self, field: &str, value: &mut Option<String>) {
+        if let Some(e) = value.as_deref().filter(|e| !e.trim().is_empty()) {
+            match crate::types::Email::parse(e) {
+                Ok(e) => *value = Some(e.as_str().to_string()),
+                Err(m) => self.add(field, m),
+            }
+        }
+    }
+
     /// `Ok(())` when nothing was recorded.
     pub fn finish(self) -> AppResult<()> {
         if self.fields.is_empty() {

@@ -172,6 +172,28 @@ pub fn client_ip(parts: &Parts) -> Option<String> {
     }
 }
 
+/// A positive integer `{id}` from the path; anything else is a 404 (an id
+/// that cannot exist is simply not found).
+#[derive(Debug, Clone, Copy)]
+pub struct PathId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) = axum::extract::Path::<
+            std::collections::HashMap<String, String>,
+        >::from_request_parts(parts, state)
+        .await
+        .map_err(|_| AppError::NotFound("resource"))?;
+        raw.get("id")
+            .and_then(|v| v.parse::<i64>().ok())
+            .filter(|v| *v > 0)
+            .map(PathId)
+            .ok_or(AppError::NotFound("resource"))
+    }
+}
+
 /// The caller's address (see [`client_ip`]), `"unknown"` when there is none.
 #[derive(Debug, Clone)]
 pub struct ClientIp(pub String);

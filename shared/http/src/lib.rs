@@ -13,7 +13,7 @@ use axum::Router;
 use honeydue_core::AppError;
 
 pub use auth::AuthUser;
-pub use extract::{client_ip, ClientIp, Json, Query};
+pub use extract::{client_ip, ClientIp, Json, PathId, Query};
 pub use pagination::{Page, Paginated};
 pub use ratelimit::Limit;
 pub use state::{Config, State};
