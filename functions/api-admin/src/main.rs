@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    honeydue_http::state::serve("api-admin", api_admin::app).await
+}

@@ -1,0 +1,297 @@
+use api_admin::{app, Config, State};
+use honeydue_testkit::fixtures::{residence, user};
+use honeydue_testkit::{TestClient, TestDb};
+use serde_json::json;
+
+async fn spawn() -> (TestDb, TestClient, String) {
+    let db = TestDb::new().await;
+    let hash = honeydue_core::auth::hash_password("admin-password").unwrap();
+    sqlx::query("INSERT INTO admin_users (email, password_hash, name) VALUES ('root@example.com', $1, 'Root')")
+        .bind(hash)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let c = TestClient::new(app(State::new(
+        Config::for_tests(&db.url, None),
+        db.pool.clone(),
+    )));
+    let r = c
+        .post(
+            "/api/admin/login/",
+            json!({"email": "ROOT@example.com", "password": "admin-password"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    (db, c, token)
+}
+
+#[tokio::test]
+async fn separate_realm() {
+    let (db, c, admin) = spawn().await;
+    let (_, app_token) = user(&db.pool, "a@example.com").await;
+    assert_eq!(
+        c.get("/api/admin/me/", Some(&admin)).await.json()["email"],
+        "root@example.com"
+    );
+    // An app user's token is not an admin token.
+    assert_eq!(
+        c.get("/api/admin/users/", Some(&app_token)).await.status,
+        401
+    );
+    assert_eq!(c.get("/api/admin/users/", None).await.status, 401);
+    let r = c
+        .post(
+            "/api/admin/login/",
+            json!({"email": "root@example.com", "password": "wrong"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    let r = c
+        .post(
+            "/api/admin/login/",
+            json!({"email": "a@example.com", "password": "not-a-hash"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 401, "app accounts cannot sign in as admins");
+    // An admin token is not an app token (the auth extractor reads auth_tokens only).
+    let n: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM auth_tokens t JOIN admin_tokens a ON a.token_hash = t.token_hash",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(
+        c.post("/api/admin/logout/", json!({}), Some(&admin))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(c.get("/api/admin/me/", Some(&admin)).await.status, 401);
+}
+
+#[tokio::test]
+async fn users_search_detail_deactivate_and_grant() {
+    let (db, c, admin) = spawn().await;
+    let (ann, ann_token) = user(&db.pool, "ann@example.com").await;
+    user(&db.pool, "bob@example.com").await;
+    residence(&db.pool, ann, "Ann's").await;
+    let r = c.get("/api/admin/users/?search=ANN", Some(&admin)).await;
+    assert_eq!(r.json()["count"], 1);
+    assert_eq!(r.json()["results"][0]["email"], "ann@example.com");
+    let r = c
+        .get(&format!("/api/admin/users/{ann}/"), Some(&admin))
+        .await;
+    assert_eq!(r.json()["residences_owned"], 1);
+    assert_eq!(r.json()["active_sessions"], 1);
+    assert_eq!(
+        c.get("/api/admin/users/999999/", Some(&admin)).await.status,
+        404
+    );
+
+    let r = c
+        .post(
+            &format!("/api/admin/users/{ann}/subscription/"),
+            json!({"tier": "pro", "expires_at": "2099-01-01T00:00:00Z"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["tier"], "pro");
+    let r = c
+        .post(
+            &format!("/api/admin/users/{ann}/subscription/"),
+            json!({"is_free": true}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(
+        (r.json()["tier"].as_str(), r.json()["is_free"].as_bool()),
+        (Some("pro"), Some(true))
+    );
+    assert_eq!(
+        c.post(
+            &format!("/api/admin/users/{ann}/subscription/"),
+            json!({"tier": "gold"}),
+            Some(&admin)
+        )
+        .await
+        .status,
+        422
+    );
+
+    let r = c
+        .post(
+            &format!("/api/admin/users/{ann}/deactivate/"),
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.json()["sessions_revoked"], 1);
+    let valid: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM auth_tokens WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(ann)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(valid, 0);
+    let _ = ann_token;
+    assert_eq!(
+        c.post(
+            &format!("/api/admin/users/{ann}/activate/"),
+            json!({}),
+            Some(&admin)
+        )
+        .await
+        .json()["is_active"],
+        true
+    );
+
+    let s = c.get("/api/admin/stats/", Some(&admin)).await.json();
+    assert_eq!(s["users"], 2);
+    assert_eq!(s["residences"], 1);
+    assert_eq!(s["pro_users"], 1);
+    let r = c
+        .get("/api/admin/residences/?search=ann", Some(&admin))
+        .await;
+    assert_eq!(r.json()["results"][0]["owner_email"], "ann@example.com");
+}
+
+#[tokio::test]
+async fn lookups_crud_bumps_the_version() {
+    let (db, c, admin) = spawn().await;
+    let v0: i64 = sqlx::query_scalar("SELECT version FROM lookup_version")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    let r = c
+        .post(
+            "/api/admin/lookups/task_categories/",
+            json!({"name": "Solar", "color": "#ffcc00", "sort_order": 50}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+    assert_eq!(r.json()["color"], "#ffcc00");
+    let r = c
+        .patch(
+            &format!("/api/admin/lookups/task_categories/{id}/"),
+            json!({"icon": "sun"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.json()["icon"], "sun");
+    assert_eq!(r.json()["name"], "Solar");
+    let r = c
+        .post(
+            "/api/admin/lookups/task_categories/",
+            json!({"name": "Solar"}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    let r = c
+        .post(
+            "/api/admin/lookups/task_categories/",
+            json!({"name": "X", "owner_id": 1}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 422, "only the table's own columns");
+    let r = c
+        .post(
+            "/api/admin/lookups/task_frequencies/",
+            json!({"name": "Weird", "interval_days": 3, "interval_months": 1}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 422, "the table's checks hold");
+    assert_eq!(
+        c.get("/api/admin/lookups/users/", Some(&admin))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.delete(
+            &format!("/api/admin/lookups/task_categories/{id}/"),
+            None,
+            Some(&admin)
+        )
+        .await
+        .status,
+        204
+    );
+    let v1: i64 = sqlx::query_scalar("SELECT version FROM lookup_version")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(v1 >= v0 + 3);
+    let list = c
+        .get("/api/admin/lookups/residence_types/", Some(&admin))
+        .await
+        .json();
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["name"] == "House"));
+}
+
+#[tokio::test]
+async fn outbox_view_resend_and_settings() {
+    let (db, c, admin) = spawn().await;
+    sqlx::query("INSERT INTO email_outbox (kind, to_address, subject, body_text, status, attempts, last_error)
+                 VALUES ('verify_email', 'a@example.com', 'Code', 'secret 123456', 'dead', 5, '550 no such user')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let r = c
+        .get("/api/admin/email-outbox/?status=dead", Some(&admin))
+        .await;
+    let row = &r.json()["results"][0];
+    assert_eq!(row["last_error"], "550 no such user");
+    assert!(
+        row.get("body_text").is_none() && !r.text().contains("123456"),
+        "bodies (codes) are not shown"
+    );
+    let id = row["id"].as_i64().unwrap();
+    let r = c
+        .post(
+            &format!("/api/admin/email-outbox/{id}/resend/"),
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.json()["status"], "pending");
+    assert_eq!(
+        c.get("/api/admin/email-outbox/?status=odd", Some(&admin))
+            .await
+            .status,
+        422
+    );
+
+    assert_eq!(
+        c.get("/api/admin/settings/", Some(&admin)).await.json()["limits_enabled"],
+        true
+    );
+    let r = c
+        .patch(
+            "/api/admin/settings/",
+            json!({"limits_enabled": false}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.json()["limits_enabled"], false);
+    let on: bool = sqlx::query_scalar("SELECT limits_enabled FROM app_settings")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert!(!on);
+}
