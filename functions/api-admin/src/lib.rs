@@ -5,6 +5,8 @@
 mod auth;
 mod routes;
 
+pub use routes::ROUTES;
+
 use axum::Router;
 pub use honeydue_http::{Config, State};
 

@@ -3,8 +3,6 @@
 use axum::extract::{Path, State as S};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, patch, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use honeydue_core::auth::{new_token, verify_password_async};
 use honeydue_core::{AppError, AppResult, Validator};
@@ -14,30 +12,26 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::{Admin, LOGIN_PER_ACCOUNT, LOGIN_PER_IP, TOKEN_TTL_HOURS};
 
-pub fn router() -> Router<State> {
-    Router::new()
-        .route("/api/admin/login/", post(login))
-        .route("/api/admin/logout/", post(logout))
-        .route("/api/admin/me/", get(me))
-        .route("/api/admin/stats/", get(stats))
-        .route("/api/admin/settings/", get(settings).patch(update_settings))
-        .route("/api/admin/users/", get(users))
-        .route("/api/admin/users/{id}/", get(user_detail))
-        .route("/api/admin/users/{id}/deactivate/", post(deactivate))
-        .route("/api/admin/users/{id}/activate/", post(activate))
-        .route("/api/admin/users/{id}/subscription/", post(grant))
-        .route("/api/admin/residences/", get(residences))
-        .route("/api/admin/tasks/", get(tasks))
-        .route(
-            "/api/admin/lookups/{kind}/",
-            get(lookups).post(create_lookup),
-        )
-        .route(
-            "/api/admin/lookups/{kind}/{id}/",
-            patch(update_lookup).delete(delete_lookup),
-        )
-        .route("/api/admin/email-outbox/", get(outbox))
-        .route("/api/admin/email-outbox/{id}/resend/", post(resend))
+honeydue_http::routes! { State;
+    POST "/api/admin/login/" => login, Public, "Admin sign-in";
+    POST "/api/admin/logout/" => logout, Admin, "Admin sign-out";
+    GET "/api/admin/me/" => me, Admin, "The signed-in admin";
+    GET "/api/admin/stats/" => stats, Admin, "Counts for the dashboard";
+    GET "/api/admin/settings/" => settings, Admin, "Global settings";
+    PATCH "/api/admin/settings/" => update_settings, Admin, "Change global settings (limits switch)";
+    GET "/api/admin/users/" => users, Admin, "Users (?search=)";
+    GET "/api/admin/users/{id}/" => user_detail, Admin, "One user";
+    POST "/api/admin/users/{id}/deactivate/" => deactivate, Admin, "Deactivate a user (revokes sessions)";
+    POST "/api/admin/users/{id}/activate/" => activate, Admin, "Reactivate a user";
+    POST "/api/admin/users/{id}/subscription/" => grant, Admin, "Grant a tier or the free flag";
+    GET "/api/admin/residences/" => residences, Admin, "Residences (?search=)";
+    GET "/api/admin/tasks/" => tasks, Admin, "Tasks (?residence=)";
+    GET "/api/admin/lookups/{kind}/" => lookups, Admin, "A lookup table";
+    POST "/api/admin/lookups/{kind}/" => create_lookup, Admin, "Add a lookup";
+    PATCH "/api/admin/lookups/{kind}/{id}/" => update_lookup, Admin, "Change a lookup";
+    DELETE "/api/admin/lookups/{kind}/{id}/" => delete_lookup, Admin, "Delete a lookup";
+    GET "/api/admin/email-outbox/" => outbox, Admin, "The email outbox (?status=)";
+    POST "/api/admin/email-outbox/{id}/resend/" => resend, Admin, "Queue an email again";
 }
 
 // ---- session --------------------------------------------------------------------

@@ -5,8 +5,6 @@ use std::time::Duration;
 use axum::extract::State as S;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use honeydue_core::auth::{
     hash_code, hash_password_async, hash_token, new_code, new_token, verify_password_async,
@@ -63,19 +61,19 @@ const VERIFY_TTL: chrono::Duration = chrono::Duration::hours(24);
 const RESET_CODE_TTL: chrono::Duration = chrono::Duration::minutes(15);
 const RESET_TOKEN_TTL: chrono::Duration = chrono::Duration::minutes(15);
 
-pub fn router() -> Router<State> {
-    Router::new()
-        .route("/api/auth/register/", post(register))
-        .route("/api/auth/login/", post(login))
-        .route("/api/auth/logout/", post(logout))
-        .route("/api/auth/me/", get(me).patch(update_me))
-        .route("/api/auth/verify-email/", post(verify_email))
-        .route("/api/auth/resend-verification/", post(resend_verification))
-        .route("/api/auth/forgot-password/", post(forgot_password))
-        .route("/api/auth/verify-reset-code/", post(verify_reset_code))
-        .route("/api/auth/reset-password/", post(reset_password))
-        .route("/api/auth/change-password/", post(change_password))
-        .route("/api/auth/account/", delete(delete_account))
+honeydue_http::routes! { State;
+    POST "/api/auth/register/" => register, Public, "Create an account; returns a token and the user";
+    POST "/api/auth/login/" => login, Public, "Sign in; returns a token";
+    POST "/api/auth/logout/" => logout, User, "Revoke the token used";
+    GET "/api/auth/me/" => me, User, "The signed-in user";
+    PATCH "/api/auth/me/" => update_me, User, "Change names, time zone, preferences";
+    POST "/api/auth/verify-email/" => verify_email, User, "Verify the email address with the emailed code";
+    POST "/api/auth/resend-verification/" => resend_verification, User, "Email a new verification code";
+    POST "/api/auth/forgot-password/" => forgot_password, Public, "Email a password reset code (always 200)";
+    POST "/api/auth/verify-reset-code/" => verify_reset_code, Public, "Exchange a reset code for a reset token";
+    POST "/api/auth/reset-password/" => reset_password, Public, "Set a new password with a reset token";
+    POST "/api/auth/change-password/" => change_password, User, "Change the password; signs out every session";
+    DELETE "/api/auth/account/" => delete_account, User, "Delete the account and everything it owns";
 }
 
 /// The user as clients see it.

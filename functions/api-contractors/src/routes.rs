@@ -3,8 +3,6 @@
 use axum::extract::State as S;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use honeydue_core::{membership, AppError, AppResult, Validator};
 use honeydue_http::{AuthUser, Json, Page, Paginated, PathId, Query, State};
@@ -12,18 +10,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
-pub fn router() -> Router<State> {
-    Router::new()
-        .route("/api/contractors/", get(list).post(create))
-        .route(
-            "/api/contractors/{id}/",
-            get(detail).patch(update).delete(remove),
-        )
-        .route(
-            "/api/contractors/{id}/toggle-favorite/",
-            post(toggle_favorite),
-        )
-        .route("/api/contractors/{id}/tasks/", get(tasks))
+honeydue_http::routes! { State;
+    GET "/api/contractors/" => list, User, "Contractors (?residence=&specialty=&favorite=)";
+    POST "/api/contractors/" => create, User, "Add a contractor (tier-limited)";
+    GET "/api/contractors/{id}/" => detail, User, "One contractor";
+    PATCH "/api/contractors/{id}/" => update, User, "Change a contractor";
+    DELETE "/api/contractors/{id}/" => remove, User, "Delete a contractor";
+    POST "/api/contractors/{id}/toggle-favorite/" => toggle_favorite, User, "Toggle favourite";
+    GET "/api/contractors/{id}/tasks/" => tasks, User, "Tasks linked to a contractor";
 }
 
 #[derive(Debug, Serialize)]

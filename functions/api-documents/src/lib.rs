@@ -3,6 +3,8 @@
 
 mod routes;
 
+pub use routes::ROUTES;
+
 use axum::Router;
 pub use honeydue_http::{Config, State};
 

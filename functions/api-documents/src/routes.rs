@@ -3,8 +3,6 @@
 use axum::extract::State as S;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use honeydue_core::{membership, AppError, AppResult, Validator};
 use honeydue_http::{AuthUser, Json, Page, Paginated, PathId, Query, State};
@@ -23,13 +21,12 @@ pub const TYPES: [&str; 7] = [
     "other",
 ];
 
-pub fn router() -> Router<State> {
-    Router::new()
-        .route("/api/documents/", get(list).post(create))
-        .route(
-            "/api/documents/{id}/",
-            get(detail).patch(update).delete(remove),
-        )
+honeydue_http::routes! { State;
+    GET "/api/documents/" => list, User, "Documents (?residence=&type=&expiring_within=)";
+    POST "/api/documents/" => create, User, "Add a document (tier-limited)";
+    GET "/api/documents/{id}/" => detail, User, "One document";
+    PATCH "/api/documents/{id}/" => update, User, "Change a document";
+    DELETE "/api/documents/{id}/" => remove, User, "Delete a document";
 }
 
 #[derive(Debug, Serialize)]

@@ -11,7 +11,6 @@ use std::time::Duration;
 use axum::extract::State as S;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 use honeydue_core::AppResult;
 pub use honeydue_http::{Config, State};
@@ -28,13 +27,13 @@ pub const DOCUMENT_TYPES: [&str; 7] = [
     "other",
 ];
 
+honeydue_http::routes! { State;
+    GET "/api/static_data/" => static_data, Public, "Lookups bundle (ETag; If-None-Match gives 304)";
+}
+
 /// The function's router.
 pub fn app(state: State) -> Router {
-    honeydue_http::finish(
-        Router::new().route("/api/static_data/", get(static_data)),
-        1024,
-    )
-    .with_state(state)
+    honeydue_http::finish(router(), 1024).with_state(state)
 }
 
 fn etag(version: i64) -> String {

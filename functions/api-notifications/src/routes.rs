@@ -3,8 +3,6 @@
 use axum::extract::{Path, State as S};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use honeydue_core::{AppError, AppResult, Validator};
 use honeydue_http::{AuthUser, Json, Page, Paginated, State};
@@ -27,25 +25,18 @@ pub const KINDS: [&str; 7] = [
 pub const DEFAULT_HOURS: [(&str, i16); 3] =
     [("due_soon", 14), ("overdue", 15), ("daily_digest", 3)];
 
-pub fn router() -> Router<State> {
-    Router::new()
-        .route("/api/notifications/", get(list))
-        .route("/api/notifications/{id}/read/", post(read_one))
-        .route("/api/notifications/read-all/", post(read_all))
-        .route("/api/notifications/unread-count/", get(unread_count))
-        .route(
-            "/api/notifications/devices/",
-            get(devices).post(register_device),
-        )
-        .route("/api/notifications/devices/{id}/", delete(remove_device))
-        .route(
-            "/api/notifications/preferences/",
-            get(preferences).patch(update_preferences),
-        )
-        .route(
-            "/api/unsubscribe/{token}/",
-            get(unsubscribe_page).post(unsubscribe_one_click),
-        )
+honeydue_http::routes! { State;
+    GET "/api/notifications/" => list, User, "The inbox, newest first";
+    POST "/api/notifications/{id}/read/" => read_one, User, "Mark one read";
+    POST "/api/notifications/read-all/" => read_all, User, "Mark all read";
+    GET "/api/notifications/unread-count/" => unread_count, User, "Unread count";
+    GET "/api/notifications/devices/" => devices, User, "Registered push devices";
+    POST "/api/notifications/devices/" => register_device, User, "Register a push device";
+    DELETE "/api/notifications/devices/{id}/" => remove_device, User, "Remove a push device";
+    GET "/api/notifications/preferences/" => preferences, User, "Notification preferences";
+    PATCH "/api/notifications/preferences/" => update_preferences, User, "Change notification preferences";
+    GET "/api/unsubscribe/{token}/" => unsubscribe_page, Public, "Unsubscribe link (signed)";
+    POST "/api/unsubscribe/{token}/" => unsubscribe_one_click, Public, "One-click unsubscribe (RFC 8058)";
 }
 
 fn id_of(raw: &str, what: &'static str) -> AppResult<i64> {

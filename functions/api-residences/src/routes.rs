@@ -3,8 +3,6 @@
 use axum::extract::{Path, State as S};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{delete, get, post};
-use axum::Router;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use honeydue_core::domain::board::{column, Column, TaskState};
 use honeydue_core::domain::roles::Role;
@@ -15,25 +13,20 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-pub fn router() -> Router<State> {
-    Router::new()
-        .route("/api/residences/", get(list).post(create))
-        .route("/api/residences/join/", post(join))
-        .route(
-            "/api/residences/{id}/",
-            get(detail).patch(update).delete(remove),
-        )
-        .route(
-            "/api/residences/{id}/share/",
-            get(get_share).post(create_share).delete(revoke_share),
-        )
-        .route("/api/residences/{id}/users/", get(members))
-        .route(
-            "/api/residences/{id}/users/{user_id}/",
-            delete(remove_member),
-        )
-        .route("/api/residences/{id}/leave/", post(leave))
-        .route("/api/residences/{id}/summary/", get(summary))
+honeydue_http::routes! { State;
+    GET "/api/residences/" => list, User, "Residences the caller belongs to";
+    POST "/api/residences/" => create, User, "Create a residence (tier-limited)";
+    POST "/api/residences/join/" => join, User, "Join a residence with a share code";
+    GET "/api/residences/{id}/" => detail, User, "One residence";
+    PATCH "/api/residences/{id}/" => update, User, "Change a residence (owner, member)";
+    DELETE "/api/residences/{id}/" => remove, User, "Delete a residence (owner)";
+    GET "/api/residences/{id}/share/" => get_share, User, "The active share code (owner)";
+    POST "/api/residences/{id}/share/" => create_share, User, "Create or replace the share code (owner)";
+    DELETE "/api/residences/{id}/share/" => revoke_share, User, "Revoke the share code (owner)";
+    GET "/api/residences/{id}/users/" => members, User, "Members and their roles";
+    DELETE "/api/residences/{id}/users/{user_id}/" => remove_member, User, "Remove a member (owner)";
+    POST "/api/residences/{id}/leave/" => leave, User, "Leave a residence (not the owner)";
+    GET "/api/residences/{id}/summary/" => summary, User, "Task counts per column and spend this year";
 }
 
 #[derive(Debug, Serialize)]

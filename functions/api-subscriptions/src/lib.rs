@@ -3,7 +3,6 @@
 //! Play) and their webhooks are not part of this function yet.
 
 use axum::extract::State as S;
-use axum::routing::get;
 use axum::Router;
 use honeydue_core::limits::{self, Resource};
 use honeydue_core::AppResult;
@@ -11,15 +10,14 @@ use honeydue_http::{AuthUser, Json};
 pub use honeydue_http::{Config, State};
 use serde_json::{json, Map, Value};
 
+honeydue_http::routes! { State;
+    GET "/api/subscription/status/" => status, User, "The caller's plan: tier, expiry, limits, usage";
+    GET "/api/subscription/tiers/" => tiers, Public, "Tiers and their limits";
+}
+
 /// The function's router.
 pub fn app(state: State) -> Router {
-    honeydue_http::finish(
-        Router::new()
-            .route("/api/subscription/status/", get(status))
-            .route("/api/subscription/tiers/", get(tiers)),
-        1024,
-    )
-    .with_state(state)
+    honeydue_http::finish(router(), 1024).with_state(state)
 }
 
 async fn status(S(state): S<State>, user: AuthUser) -> AppResult<Json<Value>> {

@@ -3,8 +3,6 @@
 use axum::extract::State as S;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{delete, get};
-use axum::Router;
 use chrono::{DateTime, Utc};
 use honeydue_core::domain::recurrence;
 use honeydue_core::{membership, AppError, AppResult, Validator};
@@ -16,10 +14,10 @@ use sqlx::PgConnection;
 
 use crate::tasks::load_task;
 
-pub fn router() -> Router<State> {
-    Router::new()
-        .route("/api/task-completions/", get(list).post(create))
-        .route("/api/task-completions/{id}/", delete(remove))
+honeydue_http::routes! { State;
+    GET "/api/task-completions/" => list, User, "Completions of a task (?task=)";
+    POST "/api/task-completions/" => create, User, "Complete a task (Idempotency-Key)";
+    DELETE "/api/task-completions/{id}/" => remove, User, "Undo a completion";
 }
 
 #[derive(Debug, Serialize, sqlx::FromRow)]

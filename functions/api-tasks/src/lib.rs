@@ -4,6 +4,15 @@
 mod completions;
 mod tasks;
 
+/// Every route of the function (tasks and completions).
+pub fn routes() -> Vec<honeydue_http::routes::RouteDoc> {
+    tasks::ROUTES
+        .iter()
+        .chain(completions::ROUTES)
+        .copied()
+        .collect()
+}
+
 use axum::Router;
 pub use honeydue_http::{Config, State};
 

@@ -3,8 +3,6 @@
 use axum::extract::State as S;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::Router;
 use chrono::{DateTime, NaiveDate, Utc};
 use honeydue_core::domain::board::{column, Column, TaskState, SHOWN};
 use honeydue_core::domain::recurrence::{self, Anchor};
@@ -16,18 +14,20 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 
-pub fn router() -> Router<State> {
-    Router::new()
-        .route("/api/tasks/", get(board_all).post(create))
-        .route("/api/tasks/by-residence/{id}/", get(board_residence))
-        .route("/api/tasks/{id}/", get(detail).patch(update).delete(remove))
-        .route("/api/tasks/{id}/mark-in-progress/", post(mark_in_progress))
-        .route("/api/tasks/{id}/cancel/", post(cancel))
-        .route("/api/tasks/{id}/uncancel/", post(uncancel))
-        .route("/api/tasks/{id}/archive/", post(archive))
-        .route("/api/tasks/{id}/unarchive/", post(unarchive))
-        .route("/api/tasks/{id}/skip/", post(skip))
-        .route("/api/tasks/{id}/reschedule/", post(reschedule))
+honeydue_http::routes! { State;
+    GET "/api/tasks/" => board_all, User, "The board across all the caller's residences (?days=)";
+    POST "/api/tasks/" => create, User, "Create a task (tier-limited)";
+    GET "/api/tasks/by-residence/{id}/" => board_residence, User, "One residence's board (?days=)";
+    GET "/api/tasks/{id}/" => detail, User, "One task";
+    PATCH "/api/tasks/{id}/" => update, User, "Change a task";
+    DELETE "/api/tasks/{id}/" => remove, User, "Delete a task";
+    POST "/api/tasks/{id}/mark-in-progress/" => mark_in_progress, User, "Mark in progress";
+    POST "/api/tasks/{id}/cancel/" => cancel, User, "Cancel";
+    POST "/api/tasks/{id}/uncancel/" => uncancel, User, "Undo a cancel";
+    POST "/api/tasks/{id}/archive/" => archive, User, "Archive";
+    POST "/api/tasks/{id}/unarchive/" => unarchive, User, "Unarchive (tier-limited)";
+    POST "/api/tasks/{id}/skip/" => skip, User, "Skip to the next occurrence";
+    POST "/api/tasks/{id}/reschedule/" => reschedule, User, "Move this occurrence";
 }
 
 /// A task row with what its column and recurrence depend on.

@@ -8,7 +8,6 @@ use std::time::Duration;
 use axum::extract::{FromRef, Path, State as S};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::Router;
 use honeydue_cache::Cache;
 use honeydue_core::{limits, membership, AppError, AppResult, Env, Validator};
@@ -70,16 +69,15 @@ impl Uploads {
     }
 }
 
+honeydue_http::routes! { Uploads;
+    POST "/api/uploads/presign/" => presign, User, "A presigned PUT for a new upload (5 minutes)";
+    POST "/api/uploads/{id}/confirm/" => confirm, User, "Confirm an upload (size and type checked)";
+    GET "/api/files/{id}/" => download, User, "302 to a presigned GET (members only)";
+}
+
 /// The function's router.
 pub fn app(state: Uploads) -> Router {
-    honeydue_http::finish(
-        Router::new()
-            .route("/api/uploads/presign/", post(presign))
-            .route("/api/uploads/{id}/confirm/", post(confirm))
-            .route("/api/files/{id}/", get(download)),
-        16 * 1024,
-    )
-    .with_state(state)
+    honeydue_http::finish(router(), 16 * 1024).with_state(state)
 }
 
 fn upload_id(raw: &str) -> AppResult<uuid::Uuid> {

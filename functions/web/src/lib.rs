@@ -5,7 +5,6 @@
 use axum::extract::Path;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::Router;
 
 /// The policy every response carries.
@@ -29,14 +28,14 @@ pub const ASSETS: &[(&str, &str, &[u8])] = &[
 
 const INDEX: &str = include_str!("assets/index.html");
 
+honeydue_http::routes! { ();
+    GET "/" => index, Public, "The landing page";
+    GET "/static/{proxy+}" => asset, Public, "Landing page assets";
+}
+
 /// The function's router.
 pub fn app() -> Router {
-    honeydue_http::finish(
-        Router::new()
-            .route("/", get(index))
-            .route("/static/{*file}", get(asset)),
-        1024,
-    )
+    honeydue_http::finish(router(), 1024)
 }
 
 fn secure(mut r: Response, cache: &'static str) -> Response {

@@ -6,6 +6,7 @@ pub mod auth;
 pub mod extract;
 pub mod pagination;
 pub mod ratelimit;
+pub mod routes;
 pub mod state;
 
 use axum::extract::DefaultBodyLimit;

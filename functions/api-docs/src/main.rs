@@ -1,0 +1,5 @@
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    honeydue_core::telemetry::init();
+    honeydue_http::run(api_docs::app()).await
+}
