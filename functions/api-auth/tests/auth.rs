@@ -500,6 +500,23 @@ async fn redis_down_login_still_works() {
     for _ in 0..3 {
         let r = t.client.post("/api/auth/login/", body.clone(), None).await;
         assert_eq!(r.status, 200, "{}", r.text());
+        // Token lookups fall back to Postgres.
+        let token = r.json()["token"].as_str().unwrap().to_string();
+        assert_eq!(
+            t.client.get("/api/auth/me/", Some(&token)).await.status,
+            200
+        );
+        assert_eq!(
+            t.client
+                .post("/api/auth/logout/", json!({}), Some(&token))
+                .await
+                .status,
+            204
+        );
+        assert_eq!(
+            t.client.get("/api/auth/me/", Some(&token)).await.status,
+            401
+        );
     }
 }
 

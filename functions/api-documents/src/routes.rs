@@ -47,6 +47,8 @@ struct DocumentOut {
     task_id: Option<i64>,
     contractor_id: Option<i64>,
     days_until_expiry: Option<i32>,
+    /// Attached files (uploads), fetched through `/api/files/{id}/`.
+    file_ids: Vec<uuid::Uuid>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -83,7 +85,9 @@ async fn query(
         DocumentOut,
         r#"SELECT d.id, d.residence_id, d.title, d.doc_type, d.description, d.start_date, d.expiry_date,
                   d.provider, d.policy_number, d.claim_phone, d.claim_email, d.claim_url, d.amount,
-                  d.task_id, d.contractor_id, (d.expiry_date - $6) AS days_until_expiry, d.created_at, d.updated_at
+                  d.task_id, d.contractor_id, (d.expiry_date - $6) AS days_until_expiry,
+                  ARRAY(SELECT f.upload_id FROM document_files f WHERE f.document_id = d.id ORDER BY f.upload_id) AS "file_ids!",
+                  d.created_at, d.updated_at
              FROM documents d
              JOIN residence_members m ON m.residence_id = d.residence_id AND m.user_id = $1
             WHERE ($2::bigint IS NULL OR d.id = $2)
@@ -185,6 +189,9 @@ struct DocumentIn {
     task_id: Option<Option<i64>>,
     #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
     contractor_id: Option<Option<i64>>,
+    /// Confirmed `document_file` uploads of this residence; replaces the
+    /// attached files.
+    upload_ids: Option<Vec<uuid::Uuid>>,
 }
 
 async fn validate(
@@ -285,9 +292,56 @@ async fn create(
     )
     .fetch_one(&mut *tx)
     .await?;
+    if let Some(files) = &b.upload_ids {
+        attach_files(&mut tx, user.id, residence_id, id, files).await?;
+    }
     let out = load(&mut tx, &user, id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(out)))
+}
+
+/// Replaces a document's files with `files`: each a confirmed
+/// `document_file` upload the caller made for this residence.
+async fn attach_files(
+    conn: &mut PgConnection,
+    user_id: i64,
+    residence_id: i64,
+    document_id: i64,
+    files: &[uuid::Uuid],
+) -> AppResult<()> {
+    if files.len() > 20 {
+        return Err(AppError::field("upload_ids", "At most 20 files."));
+    }
+    sqlx::query!(
+        "DELETE FROM document_files WHERE document_id = $1",
+        document_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    let attached = sqlx::query!(
+        "INSERT INTO document_files (document_id, upload_id)
+         SELECT $1, u.id FROM uploads u
+          WHERE u.id = ANY($2) AND u.status = 'confirmed' AND u.purpose = 'document_file'
+            AND u.residence_id = $3 AND u.user_id = $4
+         ON CONFLICT DO NOTHING",
+        document_id,
+        files,
+        residence_id,
+        user_id
+    )
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let mut distinct = files.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    if attached as usize != distinct.len() {
+        return Err(AppError::field(
+            "upload_ids",
+            "Use confirmed files you uploaded for this residence.",
+        ));
+    }
+    Ok(())
 }
 
 async fn detail(
@@ -358,6 +412,9 @@ async fn update(
     )
     .execute(&mut *tx)
     .await?;
+    if let Some(files) = &b.upload_ids {
+        attach_files(&mut tx, user.id, current.residence_id, id, files).await?;
+    }
     let out = load(&mut tx, &user, id).await?;
     tx.commit().await?;
     Ok(Json(out))

@@ -179,3 +179,65 @@ async fn validation_and_scope() {
     assert_eq!(c.get("/api/documents/", Some(&tx)).await.json()["count"], 0);
     assert_eq!(c.get("/api/documents/abc/", Some(&ta)).await.status, 404);
 }
+
+#[tokio::test]
+async fn files_attach_only_from_the_callers_confirmed_uploads() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (b, _) = user(&db.pool, "b@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    add_member(&db.pool, home, b, "member").await;
+    let mk = |owner: i64, purpose: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            let id = uuid::Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO uploads (id, user_id, residence_id, purpose, object_key, filename, content_type, size_bytes, status)
+                 VALUES ($1, $2, $3, $4, $5, 'f.pdf', 'application/pdf', 10, 'confirmed')",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(home)
+            .bind(purpose)
+            .bind(format!("uploads/{}", id.simple()))
+            .execute(&pool)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    let receipt = mk(a, "document_file").await;
+    let photo = mk(a, "completion_photo").await;
+    let bens = mk(b, "document_file").await;
+    let r = c
+        .post("/api/documents/", json!({"residence_id": home, "title": "Receipt", "doc_type": "receipt", "upload_ids": [receipt]}), Some(&ta))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(r.json()["file_ids"], json!([receipt]));
+    let id = r.json()["id"].as_i64().unwrap();
+    for bad in [photo, bens] {
+        let r = c
+            .patch(
+                &format!("/api/documents/{id}/"),
+                json!({"upload_ids": [bad]}),
+                Some(&ta),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{bad}");
+    }
+    assert_eq!(
+        c.get(&format!("/api/documents/{id}/"), Some(&ta))
+            .await
+            .json()["file_ids"],
+        json!([receipt]),
+        "a refused change changes nothing"
+    );
+    let r = c
+        .patch(
+            &format!("/api/documents/{id}/"),
+            json!({"upload_ids": []}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.json()["file_ids"], json!([]));
+}
