@@ -18,7 +18,7 @@ watch: ## the functions under cargo lambda watch on 127.0.0.1:9000 (rebuild on c
 
 test: ## fmt, clippy and every test against real Postgres and Redis
 	@$(WITH_ENV) && \
-	  eval "$$(scripts/pytools.sh awslambdaric moto)" && export HONEYDUE_PYTHON=$$PWD/.local/venv/bin/python && \
+	  eval "$$(scripts/pytools.sh awslambdaric moto aiosmtpd)" && export HONEYDUE_PYTHON=$$PWD/.local/venv/bin/python && \
 	  scripts/prune-test-dbs.sh && \
 	  cargo fmt --all --check && \
 	  cargo clippy --workspace --all-targets --quiet -- -D warnings && \

@@ -9,6 +9,7 @@ declare -A PINS=(
   [cargo-lambda]="cargo-lambda==1.9.2"
   [awslambdaric]="awslambdaric==4.2.2"
   [moto]="moto[server]==5.2.5"
+  [aiosmtpd]="aiosmtpd==1.4.6"
 )
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV" >&2

@@ -204,6 +204,7 @@ fn outbox_email(
         text: r.text,
         html: Some(r.html),
         dedupe_key: None,
+        headers: Vec::new(),
     }
 }
 

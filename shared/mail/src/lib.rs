@@ -5,6 +5,7 @@
 //! its email and a rolled-back one never does. Delivery over SMTP is the
 //! dispatcher's job.
 
+pub mod deliver;
 pub mod templates;
 
 use sqlx::PgConnection;
@@ -26,6 +27,8 @@ pub struct OutgoingEmail {
     pub html: Option<String>,
     /// Unique key: a second enqueue with the same key is a no-op.
     pub dedupe_key: Option<String>,
+    /// Extra headers (`List-Unsubscribe`, ...).
+    pub headers: Vec<(String, String)>,
 }
 
 /// Writes `email` to the outbox on `conn` (pass the transaction of the change
@@ -33,8 +36,8 @@ pub struct OutgoingEmail {
 /// used.
 pub async fn enqueue(conn: &mut PgConnection, email: &OutgoingEmail) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar!(
-        r#"INSERT INTO email_outbox (user_id, kind, to_address, subject, body_text, body_html, dedupe_key)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
+        r#"INSERT INTO email_outbox (user_id, kind, to_address, subject, body_text, body_html, dedupe_key, headers)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
            ON CONFLICT (dedupe_key) DO NOTHING
            RETURNING id"#,
         email.user_id,
@@ -44,6 +47,13 @@ pub async fn enqueue(conn: &mut PgConnection, email: &OutgoingEmail) -> sqlx::Re
         email.text,
         email.html,
         email.dedupe_key,
+        serde_json::Value::Object(
+            email
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                .collect()
+        ),
     )
     .fetch_optional(conn)
     .await

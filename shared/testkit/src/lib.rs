@@ -12,6 +12,7 @@ pub mod http;
 pub mod proc;
 pub mod redis;
 pub mod s3;
+pub mod smtp;
 pub mod wire;
 
 pub use db::TestDb;
