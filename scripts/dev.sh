@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 eval "$(scripts/toolchain.sh)"
 eval "$(scripts/services.sh)"
-eval "$(scripts/pytools.sh moto)"
+eval "$(scripts/pytools.sh moto aiosmtpd)"
 
 # A local S3-compatible server for uploads (moto), with the dev bucket.
 if ! curl -s -o /dev/null http://127.0.0.1:55900/; then
@@ -14,6 +14,12 @@ if ! curl -s -o /dev/null http://127.0.0.1:55900/; then
   for _ in $(seq 100); do curl -s -o /dev/null http://127.0.0.1:55900/ && break; sleep 0.1; done
 fi
 curl -s -o /dev/null -X PUT http://127.0.0.1:55900/honeydue-dev
+
+# A local SMTP sink: delivered emails land in .local/mail/*.eml.
+if ! (exec 3<>/dev/tcp/127.0.0.1/55025) 2>/dev/null; then
+  nohup "$(dirname "$(command -v moto_server)")/python" shared/testkit/smtp_server.py 55025 .local/mail > .local/mail.log 2>&1 &
+  sleep 1
+fi
 
 PORT=${PORT:-3000}
 DEMO_EMAIL=${DEMO_EMAIL:-demo@honeydue.local}
@@ -39,7 +45,14 @@ cat <<BANNER
          -d '{"email": "$DEMO_EMAIL", "password": "$DEMO_PASSWORD"}'
   Demo login: $DEMO_EMAIL / $DEMO_PASSWORD    Admin: $ADMIN_EMAIL / $ADMIN_PASSWORD
   Postgres: $DATABASE_URL    Redis: $REDIS_URL    S3: http://127.0.0.1:55900 (moto)
+  Emails (verification and reset codes): .local/mail/*.eml, delivered every 5 s
   Shim: $base/_shim/ready  $base/_shim/metrics
 
 BANNER
-exec target/debug/shim gateway --listen "127.0.0.1:$PORT" --drain-delay 0
+# The outbox dispatcher, every 5 seconds, the way a CronJob runs it.
+( while sleep 5; do
+    SMTP_HOST=127.0.0.1 SMTP_PORT=55025 SMTP_SECURITY=none AWS_LAMBDA_LOG_LEVEL=warn \
+      target/debug/shim invoke --function cron-email-dispatch --scheduled >/dev/null 2>>.local/dispatch.log || true
+  done ) &
+trap 'kill $! 2>/dev/null' EXIT
+target/debug/shim gateway --listen "127.0.0.1:$PORT" --drain-delay 0

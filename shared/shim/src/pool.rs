@@ -434,11 +434,16 @@ impl Pool {
         if std::env::var_os("TZ").is_none() {
             set(&mut env, "TZ", ":UTC".into());
         }
-        set(
-            &mut env,
-            "AWS_LAMBDA_MAX_CONCURRENCY",
-            self.cfg.concurrency.max(1).to_string(),
-        );
+        // Set only for concurrent workers, as Lambda Managed Instances do (a
+        // classic runtime warns when it sees the variable); `supervise`
+        // removes any inherited value otherwise.
+        if self.cfg.concurrency > 1 {
+            set(
+                &mut env,
+                "AWS_LAMBDA_MAX_CONCURRENCY",
+                self.cfg.concurrency.to_string(),
+            );
+        }
         env
     }
 }
@@ -469,6 +474,7 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
         };
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
+            .env_remove("AWS_LAMBDA_MAX_CONCURRENCY")
             .envs(pool.environment(&w))
             .stdin(std::process::Stdio::null())
             .kill_on_drop(true);

@@ -90,7 +90,8 @@ fn fixture_pod(dir: &Dir, flags: &[&str], env: &[(&str, &str)]) -> Proc {
         &["--drain-delay", "0"][..]
     })
     .args(flags)
-    .env_remove("AWS_LAMBDA_MAX_CONCURRENCY");
+    // Inherited by the workers unless the shim sets or removes it (it must).
+    .env("AWS_LAMBDA_MAX_CONCURRENCY", "8");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -168,6 +169,10 @@ fn translates_requests_and_responses_both_ways() {
     assert!(!env["AWS_REGION"].as_str().unwrap().is_empty());
     assert!(!env["LAMBDA_TASK_ROOT"].as_str().unwrap().is_empty());
     assert_eq!(env["FIXTURE_FROM_TEMPLATE"], "from-template");
+    assert_eq!(
+        env["AWS_LAMBDA_MAX_CONCURRENCY"], "",
+        "one-at-a-time workers see no concurrency"
+    );
     let deadline = r.json()["deadline"].as_u64().unwrap();
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
