@@ -182,6 +182,32 @@ fn validate(body: &ResidenceIn, creating: bool) -> AppResult<()> {
     v.finish()
 }
 
+/// A residence image must be the caller's own confirmed residence image
+/// upload: a foreign upload id is refused, not linked.
+async fn check_image(
+    conn: &mut sqlx::PgConnection,
+    user_id: i64,
+    upload: Option<uuid::Uuid>,
+) -> AppResult<()> {
+    let Some(id) = upload else { return Ok(()) };
+    let ok = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND user_id = $2
+                           AND status = 'confirmed' AND purpose = 'residence_image') AS "x!""#,
+        id,
+        user_id
+    )
+    .fetch_one(conn)
+    .await?;
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::field(
+            "image_upload_id",
+            "Use a confirmed residence image you uploaded.",
+        ))
+    }
+}
+
 fn bathrooms(v: Option<f64>) -> Option<Decimal> {
     v.and_then(|b| format!("{b:.1}").parse::<Decimal>().ok())
 }
@@ -202,6 +228,7 @@ async fn create(
 ) -> AppResult<impl IntoResponse> {
     validate(&body, true)?;
     let mut tx = state.db.begin().await?;
+    check_image(&mut tx, user.id, body.image_upload_id.flatten()).await?;
     honeydue_core::limits::check(
         &mut tx,
         user.id,
@@ -262,6 +289,7 @@ async fn update(
     let mut conn = state.db.acquire().await?;
     membership::writer(&mut conn, user.id, id).await?;
     validate(&body, false)?;
+    check_image(&mut conn, user.id, body.image_upload_id.flatten()).await?;
     // For nullable fields: absent = keep, null = clear.
     let set = |o: &Option<Option<i32>>| o.is_some();
     sqlx::query!(

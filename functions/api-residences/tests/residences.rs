@@ -376,3 +376,41 @@ async fn summary_counts_columns_and_spend() {
     assert_eq!(r.json()["total_tasks"], 3);
     assert_eq!(r.json()["spend_this_year"], "120.50");
 }
+
+#[tokio::test]
+async fn residence_images_must_be_the_callers_uploads() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (b, _) = user(&db.pool, "b@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    let mk = |owner: i64| {
+        let pool = db.pool.clone();
+        async move {
+            let id = uuid::Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO uploads (id, user_id, residence_id, purpose, object_key, filename, content_type, size_bytes, status)
+                 VALUES ($1, $2, NULL, 'residence_image', $3, 'h.jpg', 'image/jpeg', 10, 'confirmed')",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(format!("uploads/{}", id.simple()))
+            .execute(&pool)
+            .await
+            .unwrap();
+            id
+        }
+    };
+    let mine = mk(a).await;
+    let theirs = mk(b).await;
+    let path = format!("/api/residences/{home}/");
+    let r = c
+        .patch(&path, json!({"image_upload_id": theirs}), Some(&ta))
+        .await;
+    assert_eq!(r.status, 422);
+    assert!(r.json()["error"]["fields"]["image_upload_id"].is_array());
+    let r = c
+        .patch(&path, json!({"image_upload_id": mine}), Some(&ta))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["image_upload_id"], mine.to_string());
+}
