@@ -1,5 +1,5 @@
 use api_documents::{app, Config, State};
-use honeydue_testkit::fixtures::{add_member, residence, user};
+use honeydue_testkit::fixtures::{add_member, residence, upload, user};
 use honeydue_testkit::{TestClient, TestDb};
 use serde_json::json;
 
@@ -187,28 +187,9 @@ async fn files_attach_only_from_the_callers_confirmed_uploads() {
     let (b, _) = user(&db.pool, "b@example.com").await;
     let home = residence(&db.pool, a, "Home").await;
     add_member(&db.pool, home, b, "member").await;
-    let mk = |owner: i64, purpose: &'static str| {
-        let pool = db.pool.clone();
-        async move {
-            let id = uuid::Uuid::new_v4();
-            sqlx::query(
-                "INSERT INTO uploads (id, user_id, residence_id, purpose, object_key, filename, content_type, size_bytes, status)
-                 VALUES ($1, $2, $3, $4, $5, 'f.pdf', 'application/pdf', 10, 'confirmed')",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(home)
-            .bind(purpose)
-            .bind(format!("uploads/{}", id.simple()))
-            .execute(&pool)
-            .await
-            .unwrap();
-            id
-        }
-    };
-    let receipt = mk(a, "document_file").await;
-    let photo = mk(a, "completion_photo").await;
-    let bens = mk(b, "document_file").await;
+    let receipt = upload(&db.pool, a, Some(home), "document_file", "confirmed").await;
+    let photo = upload(&db.pool, a, Some(home), "completion_photo", "confirmed").await;
+    let bens = upload(&db.pool, b, Some(home), "document_file", "confirmed").await;
     let r = c
         .post("/api/documents/", json!({"residence_id": home, "title": "Receipt", "doc_type": "receipt", "upload_ids": [receipt]}), Some(&ta))
         .await;

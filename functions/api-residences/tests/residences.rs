@@ -1,6 +1,6 @@
 use api_residences::{app, Config, State};
 use axum::http::Method;
-use honeydue_testkit::fixtures::{add_member, residence, user};
+use honeydue_testkit::fixtures::{add_member, residence, upload, user};
 use honeydue_testkit::{TestClient, TestDb};
 use serde_json::json;
 
@@ -383,25 +383,8 @@ async fn residence_images_must_be_the_callers_uploads() {
     let (a, ta) = user(&db.pool, "a@example.com").await;
     let (b, _) = user(&db.pool, "b@example.com").await;
     let home = residence(&db.pool, a, "Home").await;
-    let mk = |owner: i64| {
-        let pool = db.pool.clone();
-        async move {
-            let id = uuid::Uuid::new_v4();
-            sqlx::query(
-                "INSERT INTO uploads (id, user_id, residence_id, purpose, object_key, filename, content_type, size_bytes, status)
-                 VALUES ($1, $2, NULL, 'residence_image', $3, 'h.jpg', 'image/jpeg', 10, 'confirmed')",
-            )
-            .bind(id)
-            .bind(owner)
-            .bind(format!("uploads/{}", id.simple()))
-            .execute(&pool)
-            .await
-            .unwrap();
-            id
-        }
-    };
-    let mine = mk(a).await;
-    let theirs = mk(b).await;
+    let mine = upload(&db.pool, a, None, "residence_image", "confirmed").await;
+    let theirs = upload(&db.pool, b, None, "residence_image", "confirmed").await;
     let path = format!("/api/residences/{home}/");
     let r = c
         .patch(&path, json!({"image_upload_id": theirs}), Some(&ta))

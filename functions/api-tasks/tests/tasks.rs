@@ -1,7 +1,7 @@
 use api_tasks::{app, Config, State};
 use axum::http::Method;
 use chrono::NaiveDate;
-use honeydue_testkit::fixtures::{add_member, residence, user, user_in};
+use honeydue_testkit::fixtures::{add_member, residence, upload, user, user_in};
 use honeydue_testkit::{TestClient, TestDb};
 use serde_json::{json, Value};
 
@@ -614,20 +614,9 @@ async fn completion_photos_must_be_the_callers_confirmed_uploads() {
     let home = residence(&db.pool, a, "Home").await;
     add_member(&db.pool, home, b, "member").await;
     let w = task(&c, &ta, json!({"residence_id": home, "title": "w", "frequency_id": WEEKLY, "due_date": "2026-01-01"})).await["id"].as_i64().unwrap();
-    let mk = |user: i64, status: &'static str| {
-        let pool = db.pool.clone();
-        async move {
-            let id = uuid::Uuid::new_v4();
-            sqlx::query("INSERT INTO uploads (id, user_id, residence_id, purpose, object_key, filename, content_type, size_bytes, status)
-                         VALUES ($1, $2, $3, 'completion_photo', $4, 'p.jpg', 'image/jpeg', 10, $5)")
-                .bind(id).bind(user).bind(home).bind(format!("uploads/{}", id.simple())).bind(status)
-                .execute(&pool).await.unwrap();
-            id
-        }
-    };
-    let mine = mk(a, "confirmed").await;
-    let pending = mk(a, "pending").await;
-    let bens = mk(b, "confirmed").await;
+    let mine = upload(&db.pool, a, Some(home), "completion_photo", "confirmed").await;
+    let pending = upload(&db.pool, a, Some(home), "completion_photo", "pending").await;
+    let bens = upload(&db.pool, b, Some(home), "completion_photo", "confirmed").await;
     for bad in [pending, bens, uuid::Uuid::new_v4()] {
         let r = c
             .post(

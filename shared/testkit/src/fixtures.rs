@@ -52,3 +52,29 @@ pub async fn add_member(pool: &PgPool, residence: i64, user: i64, role: &str) {
         .await
         .expect("insert member");
 }
+
+/// An upload row (no object in a bucket): `(uploader, residence, purpose,
+/// status)` as the uploads function would leave it.
+pub async fn upload(
+    pool: &PgPool,
+    user: i64,
+    residence: Option<i64>,
+    purpose: &str,
+    status: &str,
+) -> uuid::Uuid {
+    let id = uuid::Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO uploads (id, user_id, residence_id, purpose, object_key, filename, content_type, size_bytes, status)
+         VALUES ($1, $2, $3, $4, $5, 'file.jpg', 'image/jpeg', 10, $6)",
+    )
+    .bind(id)
+    .bind(user)
+    .bind(residence)
+    .bind(purpose)
+    .bind(format!("uploads/{}", id.simple()))
+    .bind(status)
+    .execute(pool)
+    .await
+    .expect("insert upload");
+    id
+}
