@@ -161,6 +161,27 @@ fn epoch_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Reads a request body within the payload limit, or the shim's own 413 /
+/// 400 answer.
+async fn read_body(body: Incoming, request_id: &str) -> Result<Bytes, Box<Response<Body>>> {
+    read_limited(body, PAYLOAD_LIMIT).await.map_err(|e| {
+        Box::new(match e {
+            ReadError::TooLarge => shim_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is over 6 MB",
+                request_id,
+            ),
+            ReadError::Broken => shim_error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the request body broke off",
+                request_id,
+            ),
+        })
+    })
+}
+
 /// One REPORT line per invocation.
 fn report(function: &str, request_id: &str, status: u16, kind: Kind, started: Instant, t: &Timing) {
     crate::log::emit(
@@ -323,25 +344,10 @@ impl Front {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| base64::engine::general_purpose::STANDARD.decode(v).ok())
             .and_then(|b| String::from_utf8(b).ok());
-        let event = match read_limited(req.into_body(), PAYLOAD_LIMIT).await {
+        let event = match read_body(req.into_body(), &request_id).await {
             Ok(b) if b.is_empty() => Bytes::from_static(b"{}"),
             Ok(b) => b,
-            Err(ReadError::TooLarge) => {
-                return shim_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the event is over 6 MB",
-                    &request_id,
-                )
-            }
-            Err(ReadError::Broken) => {
-                return shim_error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "the body broke off",
-                    &request_id,
-                )
-            }
+            Err(resp) => return *resp,
         };
         let started = Instant::now();
         let meta = InvokeMeta {
@@ -500,24 +506,9 @@ impl Front {
             );
         }
         let (parts, body) = req.into_parts();
-        let body = match read_limited(body, PAYLOAD_LIMIT).await {
+        let body = match read_body(body, &request_id).await {
             Ok(b) => b,
-            Err(ReadError::TooLarge) => {
-                return shim_error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the request body is over 6 MB",
-                    &request_id,
-                )
-            }
-            Err(ReadError::Broken) => {
-                return shim_error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "the request body broke off",
-                    &request_id,
-                )
-            }
+            Err(resp) => return *resp,
         };
         let xff = parts
             .headers
