@@ -45,7 +45,9 @@ cat <<BANNER
          -d '{"email": "$DEMO_EMAIL", "password": "$DEMO_PASSWORD"}'
   Demo login: $DEMO_EMAIL / $DEMO_PASSWORD    Admin: $ADMIN_EMAIL / $ADMIN_PASSWORD
   Postgres: $DATABASE_URL    Redis: $REDIS_URL    S3: http://127.0.0.1:55900 (moto)
-  Emails (verification and reset codes): .local/mail/*.eml, delivered every 5 s
+  Emails (codes, reminders, digests): .local/mail/*.eml, delivered every 5 s
+  Scheduled functions: every one of template.yaml, invoked each minute (they
+    serve the hour the event stands for, once); log: .local/jobs.log
   Shim: $base/_shim/ready  $base/_shim/metrics
 
 BANNER
@@ -54,5 +56,15 @@ BANNER
     SMTP_HOST=127.0.0.1 SMTP_PORT=55025 SMTP_SECURITY=none AWS_LAMBDA_LOG_LEVEL=warn \
       target/debug/shim invoke --function cron-email-dispatch --scheduled >/dev/null 2>>.local/dispatch.log || true
   done ) &
-trap 'kill $! 2>/dev/null' EXIT
+dispatcher=$!
+# The other scheduled functions, every minute: each claims its hour (or day)
+# in job_runs, so the repeats do nothing.
+( while true; do
+    for f in cron-task-reminders cron-overdue-reminders cron-warranty-reminders \
+             cron-daily-digest cron-onboarding-emails cron-cleanup; do
+      AWS_LAMBDA_LOG_LEVEL=warn target/debug/shim invoke --function "$f" --scheduled >/dev/null 2>>.local/jobs.log || true
+    done
+    sleep 60
+  done ) &
+trap 'kill $dispatcher $! 2>/dev/null' EXIT
 target/debug/shim gateway --listen "127.0.0.1:$PORT" --drain-delay 0

@@ -47,16 +47,52 @@ pub async fn enqueue(conn: &mut PgConnection, email: &OutgoingEmail) -> sqlx::Re
         email.text,
         email.html,
         email.dedupe_key,
-        serde_json::Value::Object(
-            email
-                .headers
-                .iter()
-                .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
-                .collect()
-        ),
+        headers_json(email),
     )
     .fetch_optional(conn)
     .await
+}
+
+/// Writes many emails to the outbox in one statement (scheduled jobs).
+/// Returns how many were new (a used `dedupe_key` is skipped).
+pub async fn enqueue_many(conn: &mut PgConnection, emails: &[OutgoingEmail]) -> sqlx::Result<u64> {
+    if emails.is_empty() {
+        return Ok(0);
+    }
+    let users: Vec<Option<i64>> = emails.iter().map(|e| e.user_id).collect();
+    let kinds: Vec<String> = emails.iter().map(|e| e.kind.to_string()).collect();
+    let to: Vec<String> = emails.iter().map(|e| e.to.clone()).collect();
+    let subjects: Vec<String> = emails.iter().map(|e| e.subject.clone()).collect();
+    let texts: Vec<String> = emails.iter().map(|e| e.text.clone()).collect();
+    let htmls: Vec<Option<String>> = emails.iter().map(|e| e.html.clone()).collect();
+    let keys: Vec<Option<String>> = emails.iter().map(|e| e.dedupe_key.clone()).collect();
+    let headers: Vec<serde_json::Value> = emails.iter().map(headers_json).collect();
+    let done = sqlx::query!(
+        r#"INSERT INTO email_outbox (user_id, kind, to_address, subject, body_text, body_html, dedupe_key, headers)
+           SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::jsonb[])
+           ON CONFLICT (dedupe_key) DO NOTHING"#,
+        &users as &[Option<i64>],
+        &kinds,
+        &to,
+        &subjects,
+        &texts,
+        &htmls as &[Option<String>],
+        &keys as &[Option<String>],
+        &headers
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+fn headers_json(email: &OutgoingEmail) -> serde_json::Value {
+    serde_json::Value::Object(
+        email
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect(),
+    )
 }
 
 /// Signed, stateless unsubscribe links: `{user_id}.{kind}.{signature}`,

@@ -118,6 +118,78 @@ pub fn password_changed(app: &str, first_name: &str) -> Rendered {
     }
 }
 
+/// One line of a list in a scheduled email.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    /// What (a task or document title).
+    pub title: String,
+    /// Where and when ("Maple House · due tomorrow, Tue 1 Dec").
+    pub detail: String,
+}
+
+/// A headed list of lines.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    /// Heading ("Overdue").
+    pub heading: String,
+    /// Its lines.
+    pub lines: Vec<Line>,
+}
+
+/// A scheduled email (reminders, digest, onboarding): greeting, paragraphs,
+/// headed lists, a link back to the app and an unsubscribe link.
+pub fn notice(
+    app: &str,
+    base_url: &str,
+    first_name: &str,
+    subject: &str,
+    paragraphs: &[String],
+    sections: &[Section],
+    unsubscribe_url: &str,
+) -> Rendered {
+    let hello = greeting(first_name);
+    let mut text = format!("{hello}\n\n");
+    let mut html = format!("<p>{}</p>", escape(&hello));
+    for p in paragraphs {
+        text.push_str(p);
+        text.push_str("\n\n");
+        html.push_str(&format!("<p>{}</p>", escape(p)));
+    }
+    for s in sections {
+        text.push_str(&format!("{}\n", s.heading));
+        html.push_str(&format!(
+            "<h2 style=\"font-size:16px;margin:20px 0 8px\">{}</h2><ul style=\"padding-left:20px\">",
+            escape(&s.heading)
+        ));
+        for l in &s.lines {
+            text.push_str(&format!("  - {} ({})\n", l.title, l.detail));
+            html.push_str(&format!(
+                "<li><strong>{}</strong><br><span style=\"color:#555\">{}</span></li>",
+                escape(&l.title),
+                escape(&l.detail)
+            ));
+        }
+        text.push('\n');
+        html.push_str("</ul>");
+    }
+    let open = format!("{base_url}/");
+    text.push_str(&format!(
+        "Open {app}: {open}\n\nTo stop these emails: {unsubscribe_url}\n"
+    ));
+    html.push_str(&format!(
+        "<p><a href=\"{o}\" style=\"color:#b7791f\">Open {a}</a></p>\
+         <p style=\"color:#888;font-size:12px\"><a href=\"{u}\" style=\"color:#888\">Unsubscribe from these emails</a></p>",
+        o = escape(&open),
+        a = escape(app),
+        u = escape(unsubscribe_url),
+    ));
+    Rendered {
+        subject: subject.to_string(),
+        text,
+        html: layout(app, subject, &html),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,6 +202,42 @@ mod tests {
         assert!(!r.html.contains("<script>"));
         assert!(r.html.contains("&lt;script&gt;"));
         assert!(r.html.contains("012345"));
+    }
+
+    #[test]
+    fn notice_lists_sections_and_links() {
+        let r = notice(
+            "honeyDue",
+            "https://app.test",
+            "Ann",
+            "2 tasks due soon",
+            &["These tasks are coming up.".into()],
+            &[Section {
+                heading: "Due soon".into(),
+                lines: vec![Line {
+                    title: "Clean <gutters>".into(),
+                    detail: "Maple House · due tomorrow".into(),
+                }],
+            }],
+            "https://app.test/api/unsubscribe/t/",
+        );
+        assert_eq!(r.subject, "2 tasks due soon");
+        assert!(r.text.starts_with("Hi Ann,"));
+        assert!(r
+            .text
+            .contains("  - Clean <gutters> (Maple House · due tomorrow)"));
+        assert!(r.text.contains("Open honeyDue: https://app.test/"));
+        assert!(r
+            .text
+            .contains("To stop these emails: https://app.test/api/unsubscribe/t/"));
+        assert!(r.html.contains("Clean &lt;gutters&gt;"));
+        assert!(!r.html.contains("<gutters>"));
+        assert!(r
+            .html
+            .contains("href=\"https://app.test/api/unsubscribe/t/\""));
+        assert!(r
+            .html
+            .contains("<h2 style=\"font-size:16px;margin:20px 0 8px\">Due soon</h2>"));
     }
 
     #[test]

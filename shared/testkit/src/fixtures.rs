@@ -78,3 +78,88 @@ pub async fn upload(
     .expect("insert upload");
     id
 }
+
+/// A live task due on `due` (`YYYY-MM-DD`), of the frequency named
+/// `frequency` (`None` = a one-off), assigned to `assignee`.
+pub async fn task(
+    pool: &PgPool,
+    residence: i64,
+    title: &str,
+    due: &str,
+    frequency: Option<&str>,
+    assignee: Option<i64>,
+) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO tasks (residence_id, title, due_date, next_due_date, frequency_id, assigned_to)
+         VALUES ($1, $2, $3::date, $3::date, (SELECT id FROM task_frequencies WHERE name = $4), $5)
+         RETURNING id",
+    )
+    .bind(residence)
+    .bind(title)
+    .bind(due)
+    .bind(frequency)
+    .bind(assignee)
+    .fetch_one(pool)
+    .await
+    .expect("insert task")
+}
+
+/// A document of `doc_type` expiring on `expiry` (`YYYY-MM-DD`).
+pub async fn document(
+    pool: &PgPool,
+    residence: i64,
+    title: &str,
+    doc_type: &str,
+    expiry: &str,
+) -> i64 {
+    sqlx::query_scalar(
+        "INSERT INTO documents (residence_id, title, doc_type, expiry_date) VALUES ($1, $2, $3, $4::date) RETURNING id",
+    )
+    .bind(residence)
+    .bind(title)
+    .bind(doc_type)
+    .bind(expiry)
+    .fetch_one(pool)
+    .await
+    .expect("insert document")
+}
+
+/// Runs one statement (test set-up that needs no helper of its own).
+pub async fn exec(pool: &PgPool, sql: &str) {
+    sqlx::query(sql)
+        .execute(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+}
+
+/// Outbox rows of `kind` for `user`: `(subject, text, headers)`.
+pub async fn outbox(
+    pool: &PgPool,
+    user: i64,
+    kind: &str,
+) -> Vec<(String, String, serde_json::Value)> {
+    sqlx::query_as(
+        "SELECT subject, body_text, headers FROM email_outbox WHERE user_id = $1 AND kind = $2 ORDER BY id",
+    )
+    .bind(user)
+    .bind(kind)
+    .fetch_all(pool)
+    .await
+    .expect("read outbox")
+}
+
+/// In-app notifications of `kind` for `user`: `(title, data)`.
+pub async fn notifications(
+    pool: &PgPool,
+    user: i64,
+    kind: &str,
+) -> Vec<(String, serde_json::Value)> {
+    sqlx::query_as(
+        "SELECT title, data FROM notifications WHERE user_id = $1 AND kind = $2 ORDER BY id",
+    )
+    .bind(user)
+    .bind(kind)
+    .fetch_all(pool)
+    .await
+    .expect("read notifications")
+}

@@ -61,6 +61,14 @@ impl TestS3 {
     }
 }
 
+impl TestS3 {
+    /// Stops the server (an outage); later calls fail to connect.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for TestS3 {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -1,0 +1,4 @@
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    honeydue_jobs::serve(&cron_cleanup::JOB).await
+}

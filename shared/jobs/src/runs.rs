@@ -1,0 +1,209 @@
+//! Runs claimed per (job, slot) in `job_runs`.
+//!
+//! The slot a run stands for comes from the event's `time` (EventBridge and
+//! `shim invoke --scheduled` both set it), truncated to the hour or the day,
+//! so a late or repeated run is judged by the hour it stands for. An hourly
+//! job also serves the hours missed since its last recorded slot, at most
+//! `lookback` of them; a job with no recorded slot serves only its own.
+//!
+//! A slot is claimed by inserting its row. A slot another run holds is
+//! skipped; a slot whose run failed, or has held it longer than
+//! [`STALE_AFTER_MINUTES`] (it died), is taken over. The ledgers behind each
+//! message make even a taken-over slot send nothing twice.
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgPool;
+
+use crate::{Ctx, Job};
+
+/// A run holding a slot longer than this is presumed dead.
+pub const STALE_AFTER_MINUTES: i32 = 15;
+
+/// How often a job runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Cadence {
+    /// Every hour; up to `lookback` missed hours are caught up.
+    Hourly {
+        /// Most missed hours served by one run.
+        lookback: u32,
+    },
+    /// Once a day; the slot is the UTC day.
+    Daily,
+}
+
+/// What one invocation did.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    /// The job.
+    pub job: &'static str,
+    /// The time the event stands for.
+    pub scheduled_time: DateTime<Utc>,
+    /// The slots this run served, oldest first, with each one's figures.
+    pub served: Vec<SlotReport>,
+    /// Slots skipped because another run holds or finished them.
+    pub skipped: Vec<DateTime<Utc>>,
+}
+
+/// One served slot.
+#[derive(Debug, Serialize)]
+pub struct SlotReport {
+    /// The slot.
+    pub slot: DateTime<Utc>,
+    /// The job's figures for it.
+    pub stats: Value,
+}
+
+/// The time an event stands for: its `time` (RFC 3339), or now when the
+/// event has none (a manual invocation).
+pub fn scheduled_time(event: &Value) -> anyhow::Result<DateTime<Utc>> {
+    match event.get("time").and_then(Value::as_str) {
+        Some(t) => Ok(DateTime::parse_from_rfc3339(t)
+            .map_err(|e| anyhow::anyhow!("event time {t:?} is not RFC 3339: {e}"))?
+            .with_timezone(&Utc)),
+        None => Ok(Utc::now()),
+    }
+}
+
+/// The slot `t` falls in.
+pub fn slot_of(cadence: Cadence, t: DateTime<Utc>) -> DateTime<Utc> {
+    let unit = match cadence {
+        Cadence::Hourly { .. } => TimeDelta::hours(1),
+        Cadence::Daily => TimeDelta::days(1),
+    };
+    t.duration_trunc(unit).expect("in range")
+}
+
+/// The slots a run for `slot` should serve, oldest first.
+pub async fn slots_for(
+    pool: &PgPool,
+    job: &str,
+    cadence: Cadence,
+    slot: DateTime<Utc>,
+) -> sqlx::Result<Vec<DateTime<Utc>>> {
+    let Cadence::Hourly { lookback } = cadence else {
+        return Ok(vec![slot]);
+    };
+    let last = sqlx::query_scalar!(
+        "SELECT max(scheduled_for) FROM job_runs WHERE job = $1 AND scheduled_for <= $2",
+        job,
+        slot
+    )
+    .fetch_one(pool)
+    .await?;
+    let first = match last {
+        None => slot,
+        Some(last) => (last + TimeDelta::hours(1)).max(slot - TimeDelta::hours(lookback as i64)),
+    };
+    let mut out = Vec::new();
+    let mut s = first.min(slot);
+    while s <= slot {
+        out.push(s);
+        s += TimeDelta::hours(1);
+    }
+    // The slot itself may be recorded already (a repeated event): it is
+    // still offered, and the claim decides.
+    Ok(out)
+}
+
+/// Claims `slot` for this run; false if another run holds or finished it.
+pub async fn claim(pool: &PgPool, job: &str, slot: DateTime<Utc>) -> sqlx::Result<bool> {
+    let row = sqlx::query_scalar!(
+        r#"INSERT INTO job_runs (job, scheduled_for) VALUES ($1, $2)
+           ON CONFLICT (job, scheduled_for) DO UPDATE
+              SET status = 'running', attempts = job_runs.attempts + 1, started_at = now(),
+                  finished_at = NULL, last_error = NULL
+            WHERE job_runs.status = 'failed'
+               OR (job_runs.status = 'running' AND job_runs.started_at < now() - make_interval(mins => $3))
+           RETURNING attempts"#,
+        job,
+        slot,
+        STALE_AFTER_MINUTES
+    )
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.is_some())
+}
+
+async fn finish(
+    pool: &PgPool,
+    job: &str,
+    slot: DateTime<Utc>,
+    outcome: &Result<Value, String>,
+) -> sqlx::Result<()> {
+    let (status, stats, error) = match outcome {
+        Ok(v) => ("done", v.clone(), None),
+        Err(e) => ("failed", Value::Object(Default::default()), Some(e.clone())),
+    };
+    sqlx::query!(
+        "UPDATE job_runs SET status = $3, finished_at = now(), stats = $4, last_error = $5
+          WHERE job = $1 AND scheduled_for = $2",
+        job,
+        slot,
+        status,
+        stats,
+        error
+    )
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Serves the slots an event stands for. A slot that fails is recorded as
+/// failed (the next run takes it over) and the invocation fails, so the
+/// scheduler sees it; later slots are still attempted.
+pub async fn run_event(ctx: &Ctx, job: &Job, event: &Value) -> anyhow::Result<RunReport> {
+    let time = scheduled_time(event)?;
+    let slot = slot_of(job.cadence, time);
+    let mut report = RunReport {
+        job: job.name,
+        scheduled_time: time,
+        served: Vec::new(),
+        skipped: Vec::new(),
+    };
+    let mut failures = Vec::new();
+    for s in slots_for(&ctx.db, job.name, job.cadence, slot).await? {
+        if !claim(&ctx.db, job.name, s).await? {
+            report.skipped.push(s);
+            continue;
+        }
+        let outcome = (job.run)(ctx, s).await.map_err(|e| format!("{e:#}"));
+        finish(&ctx.db, job.name, s, &outcome).await?;
+        match outcome {
+            Ok(stats) => {
+                tracing::info!(job = job.name, slot = %s, stats = %stats, "slot served");
+                report.served.push(SlotReport { slot: s, stats });
+            }
+            Err(e) => {
+                tracing::error!(job = job.name, slot = %s, error = e, "slot failed");
+                failures.push(format!("{s}: {e}"));
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(report)
+    } else {
+        anyhow::bail!("{} failed: {}", job.name, failures.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_time_decides_the_slot() {
+        let ev = serde_json::json!({"time": "2026-03-08T14:59:59Z"});
+        let t = scheduled_time(&ev).unwrap();
+        assert_eq!(
+            slot_of(Cadence::Hourly { lookback: 6 }, t).to_rfc3339(),
+            "2026-03-08T14:00:00+00:00"
+        );
+        assert_eq!(
+            slot_of(Cadence::Daily, t).to_rfc3339(),
+            "2026-03-08T00:00:00+00:00"
+        );
+        assert!(scheduled_time(&serde_json::json!({"time": "yesterday"})).is_err());
+    }
+}

@@ -1,0 +1,97 @@
+//! Fan-out: in-app notifications and outbox emails written in the same
+//! transaction as the ledger rows that claim them, so a message is recorded
+//! as sent exactly when it is committed for delivery.
+
+use honeydue_mail::templates::Rendered;
+use honeydue_mail::OutgoingEmail;
+use serde_json::Value;
+use sqlx::PgConnection;
+
+use crate::Ctx;
+
+/// An in-app notification.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    /// Recipient.
+    pub user_id: i64,
+    /// Notification kind (`due_soon`, `overdue`, ...).
+    pub kind: &'static str,
+    /// Title.
+    pub title: String,
+    /// Body.
+    pub body: String,
+    /// Data for the app (ids to open).
+    pub data: Value,
+}
+
+/// Inserts `notices` in one statement.
+pub async fn notify(conn: &mut PgConnection, notices: &[Notice]) -> sqlx::Result<()> {
+    if notices.is_empty() {
+        return Ok(());
+    }
+    let users: Vec<i64> = notices.iter().map(|n| n.user_id).collect();
+    let kinds: Vec<String> = notices.iter().map(|n| n.kind.to_string()).collect();
+    let titles: Vec<String> = notices.iter().map(|n| n.title.clone()).collect();
+    let bodies: Vec<String> = notices.iter().map(|n| n.body.clone()).collect();
+    let data: Vec<Value> = notices.iter().map(|n| n.data.clone()).collect();
+    sqlx::query!(
+        "INSERT INTO notifications (user_id, kind, title, body, data)
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[])",
+        &users,
+        &kinds,
+        &titles,
+        &bodies,
+        &data
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The unsubscribe page for `user_id` and `kind` (a notification kind, or
+/// `all`).
+pub fn unsubscribe_url(ctx: &Ctx, user_id: i64, kind: &str) -> String {
+    format!(
+        "{}/api/unsubscribe/{}/",
+        ctx.app.base_url,
+        honeydue_mail::unsubscribe::token(ctx.secret(), user_id, kind)
+    )
+}
+
+/// An outbox email for a user, with List-Unsubscribe (RFC 2369) and
+/// one-click unsubscribe (RFC 8058) for `unsubscribe_kind`.
+pub fn email(
+    ctx: &Ctx,
+    user_id: i64,
+    to: &str,
+    kind: &'static str,
+    unsubscribe_kind: &str,
+    rendered: Rendered,
+    dedupe_key: Option<String>,
+) -> OutgoingEmail {
+    OutgoingEmail {
+        user_id: Some(user_id),
+        kind,
+        to: to.to_string(),
+        subject: rendered.subject,
+        text: rendered.text,
+        html: Some(rendered.html),
+        dedupe_key,
+        headers: vec![
+            (
+                "List-Unsubscribe".into(),
+                format!("<{}>", unsubscribe_url(ctx, user_id, unsubscribe_kind)),
+            ),
+            (
+                "List-Unsubscribe-Post".into(),
+                "List-Unsubscribe=One-Click".into(),
+            ),
+        ],
+    }
+}
+
+/// Writes `emails` to the outbox in one statement; returns how many were
+/// new.
+pub async fn enqueue_all(conn: &mut PgConnection, emails: &[OutgoingEmail]) -> sqlx::Result<u64> {
+    honeydue_mail::enqueue_many(conn, emails).await
+}
