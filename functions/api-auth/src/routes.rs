@@ -18,7 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::PgConnection;
 
-use crate::State;
+use crate::{State, Urgent};
+use axum::Extension;
 
 /// Password guesses per account.
 const LOGIN_PER_ACCOUNT: Limit = Limit {
@@ -227,6 +228,7 @@ struct RegisterIn {
 
 async fn register(
     S(state): S<State>,
+    Extension(urgent): Extension<Urgent>,
     Json(body): Json<RegisterIn>,
 ) -> AppResult<impl IntoResponse> {
     let mut v = Validator::new();
@@ -273,13 +275,14 @@ async fn register(
     let token = issue_token(&mut tx, &state, user_id).await?;
     let code = fresh_code(&mut tx, user_id, "verify_email", VERIFY_TTL).await?;
     let msg = templates::verify_email(&state.cfg.app.name, &first, &code);
-    honeydue_mail::enqueue(
+    let mail_id = honeydue_mail::enqueue(
         &mut tx,
         &outbox_email(user_id, "verify_email", email.as_str(), msg),
     )
     .await?;
     let user = load_user(&mut tx, user_id).await?;
     tx.commit().await?;
+    urgent.send(&state.db, mail_id);
     tracing::info!(user_id, "registered");
     Ok((
         StatusCode::CREATED,
@@ -441,6 +444,7 @@ async fn verify_email(
 
 async fn resend_verification(
     S(state): S<State>,
+    Extension(urgent): Extension<Urgent>,
     ClientIp(ip): ClientIp,
     user: AuthUser,
 ) -> AppResult<Json<Value>> {
@@ -458,12 +462,13 @@ async fn resend_verification(
         .await?;
     let code = fresh_code(&mut tx, user.id, "verify_email", VERIFY_TTL).await?;
     let msg = templates::verify_email(&state.cfg.app.name, &first, &code);
-    honeydue_mail::enqueue(
+    let mail_id = honeydue_mail::enqueue(
         &mut tx,
         &outbox_email(user.id, "verify_email", &user.email, msg),
     )
     .await?;
     tx.commit().await?;
+    urgent.send(&state.db, mail_id);
     Ok(Json(
         json!({"detail": "A new verification code has been sent."}),
     ))
@@ -480,6 +485,7 @@ const FORGOT_DETAIL: &str = "If an account exists for this address, a reset code
 
 async fn forgot_password(
     S(state): S<State>,
+    Extension(urgent): Extension<Urgent>,
     ClientIp(ip): ClientIp,
     Json(body): Json<ForgotIn>,
 ) -> AppResult<Json<Value>> {
@@ -504,16 +510,18 @@ async fn forgot_password(
     )
     .fetch_optional(&mut *tx)
     .await?;
+    let mut mail_id = None;
     if let Some(u) = user {
         let code = fresh_code(&mut tx, u.id, "reset_password", RESET_CODE_TTL).await?;
         let msg = templates::password_reset(&state.cfg.app.name, &u.first_name, &code);
-        honeydue_mail::enqueue(
+        mail_id = honeydue_mail::enqueue(
             &mut tx,
             &outbox_email(u.id, "password_reset", email.as_str(), msg),
         )
         .await?;
     }
     tx.commit().await?;
+    urgent.send(&state.db, mail_id);
     Ok(Json(json!({"detail": FORGOT_DETAIL})))
 }
 

@@ -817,3 +817,113 @@ async fn token_lookups_are_cached_and_evicted_on_logout_and_password_change() {
         401
     );
 }
+
+mod urgent_mail {
+    use std::time::{Duration, Instant};
+
+    use api_auth::{app_with, Config, State, Urgent};
+    use honeydue_mail::deliver::{Mailer, Security, SmtpConfig};
+    use honeydue_testkit::smtp::TestSmtp;
+    use honeydue_testkit::{TestClient, TestDb};
+    use serde_json::json;
+
+    fn mailer(port: u16) -> Mailer {
+        let cfg = SmtpConfig {
+            host: "127.0.0.1".into(),
+            port,
+            security: Security::None,
+            credentials: None,
+            timeout: Duration::from_secs(5),
+        };
+        Mailer::new(&cfg, "honeyDue <noreply@honeydue.test>").unwrap()
+    }
+
+    async fn status_of(db: &TestDb, kind: &str) -> Vec<(String, i32)> {
+        sqlx::query_as("SELECT status, attempts FROM email_outbox WHERE kind = $1 ORDER BY id")
+            .bind(kind)
+            .fetch_all(&db.pool)
+            .await
+            .unwrap()
+    }
+
+    /// Waits (up to 15 s) until the outbox rows of `kind` leave `pending`
+    /// or are attempted.
+    async fn settled(db: &TestDb, kind: &str, n: usize) -> Vec<(String, i32)> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let rows = status_of(db, kind).await;
+            if rows.len() == n && rows.iter().all(|(s, a)| s != "pending" || *a > 0) {
+                return rows;
+            }
+            assert!(Instant::now() < deadline, "outbox never settled: {rows:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn codes_go_out_at_once_without_waiting_for_the_dispatcher() {
+        let db = TestDb::new().await;
+        let smtp = tokio::task::spawn_blocking(TestSmtp::start).await.unwrap();
+        let state = State::new(Config::for_tests(&db.url, None), db.pool.clone());
+        let c = TestClient::new(app_with(state, Urgent::new(mailer(smtp.port))));
+        let r = c
+            .post(
+                "/api/auth/register/",
+                json!({"email": "ann@example.com", "password": "correct horse battery"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+        assert_eq!(
+            settled(&db, "verify_email", 1).await,
+            [("sent".to_string(), 1)]
+        );
+        let msgs = smtp.messages();
+        assert_eq!(msgs.len(), 1);
+        assert!(msgs[0].contains("X-Envelope-To: ann@example.com"));
+        assert!(msgs[0].contains("verification code"));
+        // Reset for an unknown address: same answer, nothing sent.
+        let r = c
+            .post(
+                "/api/auth/forgot-password/",
+                json!({"email": "nobody@example.com"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        let r = c
+            .post(
+                "/api/auth/forgot-password/",
+                json!({"email": "ann@example.com"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200);
+        assert_eq!(
+            settled(&db, "password_reset", 1).await,
+            [("sent".to_string(), 1)]
+        );
+        assert_eq!(smtp.messages().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn smtp_down_leaves_the_code_for_the_dispatcher() {
+        let db = TestDb::new().await;
+        let closed = honeydue_testkit::proc::free_addr().port();
+        let state = State::new(Config::for_tests(&db.url, None), db.pool.clone());
+        let c = TestClient::new(app_with(state, Urgent::new(mailer(closed))));
+        let r = c
+            .post(
+                "/api/auth/register/",
+                json!({"email": "ann@example.com", "password": "correct horse battery"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "the request does not depend on SMTP");
+        // Attempted once, still pending: the dispatcher's retry delivers it.
+        assert_eq!(
+            settled(&db, "verify_email", 1).await,
+            [("pending".to_string(), 1)]
+        );
+    }
+}

@@ -202,6 +202,23 @@ fn build(
 
 /// Delivers due outbox rows until none are left or the budget is spent.
 pub async fn dispatch(pool: &PgPool, mailer: &Mailer, policy: Policy) -> anyhow::Result<Stats> {
+    deliver(pool, mailer, policy, None).await
+}
+
+/// Delivers the outbox rows `ids` now, if still pending and not taken by a
+/// dispatcher (urgent mail such as codes, right after its transaction
+/// commits). A failure is recorded as the dispatcher would, which then
+/// retries it; nothing is lost by calling this, or by not calling it.
+pub async fn deliver_now(pool: &PgPool, mailer: &Mailer, ids: &[i64]) -> anyhow::Result<Stats> {
+    deliver(pool, mailer, Policy::default(), Some(ids)).await
+}
+
+async fn deliver(
+    pool: &PgPool,
+    mailer: &Mailer,
+    policy: Policy,
+    only: Option<&[i64]>,
+) -> anyhow::Result<Stats> {
     let started = Instant::now();
     let mut stats = Stats::default();
     loop {
@@ -209,10 +226,12 @@ pub async fn dispatch(pool: &PgPool, mailer: &Mailer, policy: Policy) -> anyhow:
         let rows = sqlx::query!(
             "SELECT id, to_address, subject, body_text, body_html, headers, attempts FROM email_outbox
               WHERE status = 'pending' AND next_attempt_at <= now()
+                AND ($2::bigint[] IS NULL OR id = ANY ($2))
               ORDER BY next_attempt_at, id
               LIMIT $1
               FOR UPDATE SKIP LOCKED",
-            policy.batch
+            policy.batch,
+            only as Option<&[i64]>
         )
         .fetch_all(&mut *tx)
         .await?;
