@@ -5,7 +5,8 @@ SHELL := /bin/bash
 # Toolchain (fast linker) and services (Postgres, Redis) for a recipe.
 WITH_ENV = eval "$$(scripts/toolchain.sh)" && eval "$$(scripts/services.sh)"
 
-.PHONY: help dev watch test bench build lint fmt services services-stop sqlx-prepare clean
+.PHONY: help dev watch test bench build lint fmt services services-stop sqlx-prepare clean \
+        k3s k3s-check sam-validate sam-build images push deploy
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -16,13 +17,16 @@ dev: ## build, start Postgres + Redis, migrate, seed a demo user, serve the API 
 watch: ## the functions under cargo lambda watch on 127.0.0.1:9000 (rebuild on change)
 	@scripts/watch.sh
 
-test: ## fmt, clippy and every test against real Postgres and Redis
+test: ## fmt, clippy, every test (real Postgres, Redis, S3, SMTP), manifest and template checks, the image build steps
 	@$(WITH_ENV) && \
 	  eval "$$(scripts/pytools.sh awslambdaric moto aiosmtpd)" && export HONEYDUE_PYTHON=$$PWD/.local/venv/bin/python && \
 	  scripts/prune-test-dbs.sh && \
 	  cargo fmt --all --check && \
 	  cargo clippy --workspace --all-targets --quiet -- -D warnings && \
-	  cargo test --workspace
+	  cargo test --workspace && \
+	  scripts/k3s-check.sh && \
+	  TAG=0123456789ab scripts/deploy.sh --render && \
+	  scripts/image-check.sh
 
 bench: ## shim vs direct axum vs cargo lambda watch side by side, the board and the scheduled scans at scale; writes BENCHMARKS.md
 	@$(WITH_ENV) && eval "$$(scripts/pytools.sh cargo-lambda)" && \
@@ -65,6 +69,39 @@ sqlx-prepare: ## refresh .sqlx/ (compile-time query data) from a migrated databa
 	  find functions shared -name '*.rs' -path '*/src/*' -exec touch {} + && \
 	  SQLX_OFFLINE=false SQLX_OFFLINE_DIR=$$PWD/.sqlx DATABASE_URL=$$url cargo check -q --workspace --all-targets && \
 	  echo "sqlx-prepare: $$(ls .sqlx | wc -l) queries"
+
+k3s: ## render k3s/base/generated and k3s/components/hpa from template.yaml (shim k3s)
+	@eval "$$(scripts/toolchain.sh)" && cargo run -q -p honeydue-shim --bin shim -- k3s
+
+k3s-check: ## offline: kustomize render, Kubernetes 1.34 schemas, checkov, hadolint, sam validate --lint, cfn-lint
+	@scripts/k3s-check.sh
+
+sam-validate: ## sam validate --lint and cfn-lint on template.yaml (offline)
+	@eval "$$(scripts/pytools.sh sam)" && SAM_CLI_TELEMETRY=0 sam validate --lint && cfn-lint template.yaml
+
+ARCH ?= x86_64
+sam-build: ## sam build with cargo-lambda, no Docker (ARCH=x86_64|arm64; arm64 cross-compiles with zig)
+	@eval "$$(scripts/toolchain.sh)" && eval "$$(scripts/pytools.sh sam cargo-lambda)" && \
+	  SAM_CLI_TELEMETRY=0 sam build --beta-features --parameter-overrides Architecture=$(ARCH)
+
+TAG ?= $(shell git rev-parse --short=12 HEAD)
+REGISTRY ?= registry.example.com/honeydue
+PLATFORMS ?= linux/amd64,linux/arm64
+FUNCTIONS = $(shell sed -n 's/^ *Binary: *//p' template.yaml)
+images: ## one image per function, tagged with the git SHA, for this machine's platform (docker buildx)
+	@test -z "$$(git status --porcelain)" || { echo "images: commit first: the tag is the git SHA" >&2; exit 1; }
+	@for f in $(FUNCTIONS); do \
+	  docker buildx build --load --build-arg FUNCTION=$$f --build-arg HONEYDUE_VERSION=$(TAG) \
+	    -t $(REGISTRY)/$$f:$(TAG) . || exit 1; done
+
+push: ## build for amd64 and arm64 and push every image at the git SHA (docker buildx, registry login)
+	@test -z "$$(git status --porcelain)" || { echo "push: commit first: the tag is the git SHA" >&2; exit 1; }
+	@for f in $(FUNCTIONS); do \
+	  docker buildx build --push --platform $(PLATFORMS) --build-arg FUNCTION=$$f --build-arg HONEYDUE_VERSION=$(TAG) \
+	    -t $(REGISTRY)/$$f:$(TAG) . || exit 1; done
+
+deploy: ## production overlay at TAG to the current kube context: migrate Job, then the rollout
+	@TAG=$(TAG) scripts/deploy.sh
 
 clean: ## remove build output (keeps .local services)
 	cargo clean

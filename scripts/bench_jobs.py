@@ -47,20 +47,20 @@ def seed():
     psql("INSERT INTO residence_members (residence_id, user_id, role) "
          "SELECT r.id, 1 + (r.owner_id % 100000), 'member' FROM residences r WHERE r.id % 5 = 0")
     psql("INSERT INTO tasks (residence_id, title, frequency_id, due_date, next_due_date, in_progress, assigned_to) "
-         f"SELECT r.id, 'Task ' || g, 1 + (r.id + g) % 9, date '{DAY}' + ((r.id * 7 + g * 43) % 425 - 60), "
-         f"date '{DAY}' + ((r.id * 7 + g * 43) % 425 - 60), g = 10 AND r.id % 7 = 0, "
+         f"SELECT r.id, 'Task ' || g, (1 + (r.id + g) % 8)::int, date '{DAY}' + ((r.id * 7 + g * 43) % 425 - 60)::int, "
+         f"date '{DAY}' + ((r.id * 7 + g * 43) % 425 - 60)::int, g = 10 AND r.id % 7 = 0, "
          "CASE WHEN g = 1 THEN r.owner_id END FROM residences r, generate_series(1, 10) g")
     psql("INSERT INTO documents (residence_id, title, doc_type, expiry_date) "
-         f"SELECT id, 'Warranty', 'warranty', date '{DAY}' + (id % 400) FROM residences WHERE id % 2 = 0")
+         f"SELECT id, 'Warranty', 'warranty', date '{DAY}' + (id % 400)::int FROM residences WHERE id % 2 = 0")
     psql("INSERT INTO task_completions (task_id, completed_by, completed_at, occurrence_date) "
-         f"SELECT t.id, r.owner_id, timestamptz '{DAY}T01:00:00Z' - (t.id % 20) * interval '1 hour', t.next_due_date - 400 "
+         f"SELECT t.id, r.owner_id, timestamptz '{DAY}T01:00:00Z' - (t.id % 20)::int * interval '1 hour', t.next_due_date - 400 "
          "FROM tasks t JOIN residences r ON r.id = t.residence_id WHERE t.id % 20 = 0")
     psql("ANALYZE")
     return time.time() - t0
 
 
 def reset():
-    psql("TRUNCATE job_runs, task_reminder_log, warranty_reminder_log, digest_log, notifications, email_outbox")
+    psql("TRUNCATE job_runs, task_reminder_log, warranty_reminder_log, digest_log, notifications, email_outbox CASCADE")
 
 
 def run(function, at):
@@ -109,7 +109,7 @@ def main():
            "a CronJob does (`shim invoke --scheduled --time ...`) on empty ledgers; 70% of users have no "
            "preferences, so the default hours (14:00, 15:00, 03:00 UTC) are the busiest. "
            "Target: each hourly scan under 30 s.", "",
-           "| function | hour | seconds | peak RSS (function, MiB) | figures | outbox rows |", "|---|---|---:|---:|---|---:|"]
+           "| function | hour | seconds | peak RSS (largest process, MiB) | figures | outbox rows |", "|---|---|---:|---:|---|---:|"]
     for f, h, s, rss, stats, emails in rows:
         out.append(f"| {f} | {h} | {s:.2f} | {rss:.1f} | {json.dumps(stats)} | {emails} |")
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "a") as fh:

@@ -422,3 +422,46 @@ async fn runs_as_a_cronjob_through_the_shim() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("APP_SECRET"));
 }
+
+#[tokio::test]
+async fn a_failing_slot_fails_the_run_and_the_next_run_takes_it_over() {
+    let db = TestDb::new().await;
+    let p = &db.pool;
+    let (ann, _) = user(p, "ann@example.com").await;
+    let home = residence(p, ann, "Home").await;
+    task(p, home, "Due", "2026-06-10", None, None).await;
+    let c = ctx(&db).await;
+    // The ledger is unavailable: the scan fails inside its transaction.
+    exec(
+        p,
+        "ALTER TABLE task_reminder_log RENAME TO task_reminder_log_away",
+    )
+    .await;
+    let err = run_event(&c, &JOB, &json!({"time": "2026-06-10T14:00:00Z"}))
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{err:#}").contains("task-reminders failed"),
+        "{err:#}"
+    );
+    let (status, error): (String, Option<String>) =
+        sqlx::query_as("SELECT status, last_error FROM job_runs")
+            .fetch_one(p)
+            .await
+            .unwrap();
+    assert_eq!(status, "failed");
+    assert!(error.unwrap().contains("task_reminder_log"));
+    assert!(
+        notifications(p, ann, "due_soon").await.is_empty(),
+        "nothing half-sent"
+    );
+    exec(
+        p,
+        "ALTER TABLE task_reminder_log_away RENAME TO task_reminder_log",
+    )
+    .await;
+    // The next hour's run serves the failed hour too.
+    let r = at(&c, "2026-06-10T15:00:00Z").await;
+    assert_eq!(served(&r), ["2026-06-10T14:00:00Z", "2026-06-10T15:00:00Z"]);
+    assert_eq!(outbox(p, ann, "due_soon").await.len(), 1);
+}

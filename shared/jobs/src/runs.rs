@@ -3,8 +3,9 @@
 //! The slot a run stands for comes from the event's `time` (EventBridge and
 //! `shim invoke --scheduled` both set it), truncated to the hour or the day,
 //! so a late or repeated run is judged by the hour it stands for. An hourly
-//! job also serves the hours missed since its last recorded slot, at most
-//! `lookback` of them; a job with no recorded slot serves only its own.
+//! job also serves, within `lookback` hours, the hours missed since its
+//! last recorded slot and recorded ones that failed; a job with no recorded
+//! slot serves only its own.
 //!
 //! A slot is claimed by inserting its row. A slot another run holds is
 //! skipped; a slot whose run failed, or has held it longer than
@@ -75,7 +76,10 @@ pub fn slot_of(cadence: Cadence, t: DateTime<Utc>) -> DateTime<Utc> {
     t.duration_trunc(unit).expect("in range")
 }
 
-/// The slots a run for `slot` should serve, oldest first.
+/// The slots a run for `slot` should serve, oldest first: within the
+/// look-back, the hours after the last recorded one (missed) and recorded
+/// hours that did not finish (failed, or held by a run that may have died;
+/// the claim decides). A job with no recorded slot serves only `slot`.
 pub async fn slots_for(
     pool: &PgPool,
     job: &str,
@@ -92,18 +96,27 @@ pub async fn slots_for(
     )
     .fetch_one(pool)
     .await?;
-    let first = match last {
-        None => slot,
-        Some(last) => (last + TimeDelta::hours(1)).max(slot - TimeDelta::hours(lookback as i64)),
+    let Some(last) = last else {
+        return Ok(vec![slot]);
     };
+    let start = slot - TimeDelta::hours(lookback as i64);
+    let unfinished: Vec<DateTime<Utc>> = sqlx::query_scalar!(
+        "SELECT scheduled_for FROM job_runs
+          WHERE job = $1 AND scheduled_for BETWEEN $2 AND $3 AND status <> 'done'",
+        job,
+        start,
+        slot
+    )
+    .fetch_all(pool)
+    .await?;
     let mut out = Vec::new();
-    let mut s = first.min(slot);
+    let mut s = start;
     while s <= slot {
-        out.push(s);
+        if s > last || s == slot || unfinished.contains(&s) {
+            out.push(s);
+        }
         s += TimeDelta::hours(1);
     }
-    // The slot itself may be recorded already (a repeated event): it is
-    // still offered, and the claim decides.
     Ok(out)
 }
 

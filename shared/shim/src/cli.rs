@@ -50,6 +50,53 @@ pub enum Mode {
     Gateway(GatewayArgs),
     /// Deliver one event to a function, print its answer, exit with its status.
     Invoke(InvokeArgs),
+    /// Render the k3s manifests derived from the template (or check them).
+    K3s(K3sArgs),
+}
+
+/// `shim k3s`.
+#[derive(Debug, Args)]
+pub struct K3sArgs {
+    /// The SAM template.
+    #[arg(long, default_value = "template.yaml")]
+    pub template: PathBuf,
+    /// The kustomize tree to write into.
+    #[arg(long, default_value = "k3s")]
+    pub out: PathBuf,
+    /// The ConfigMap whose keys the functions read through envFrom.
+    #[arg(long, default_value = "k3s/base/configmap.yaml")]
+    pub configmap: PathBuf,
+    /// Compare instead of writing; exit 1 if anything differs.
+    #[arg(long)]
+    pub check: bool,
+}
+
+fn k3s(a: K3sArgs) -> i32 {
+    let rendered = Template::load(&a.template)
+        .and_then(|t| crate::k3s::Inputs::load(&a.configmap).map(|i| (t, i)))
+        .and_then(|(t, i)| crate::k3s::render(&t, &i));
+    let files = match rendered {
+        Ok(f) => f,
+        Err(e) => return usage(&e),
+    };
+    match crate::k3s::sync(&a.out, &files, a.check) {
+        Ok(stale) if stale.is_empty() => {
+            println!("k3s: {} files up to date", files.len());
+            exit::OK
+        }
+        Ok(stale) if a.check => {
+            eprintln!(
+                "k3s: out of date with template.yaml (run `make k3s`): {}",
+                stale.join(", ")
+            );
+            exit::FUNCTION_ERROR
+        }
+        Ok(stale) => {
+            println!("k3s: wrote {}", stale.join(", "));
+            exit::OK
+        }
+        Err(e) => usage(&e),
+    }
 }
 
 /// Options every mode shares.
@@ -329,6 +376,7 @@ pub fn run(cli: Cli) -> i32 {
             serve(cfgs, a.listen, &a.common, &a.serve, trusted)
         }
         Mode::Invoke(a) => invoke(a),
+        Mode::K3s(a) => k3s(a),
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod body;
 pub mod cli;
 pub mod event;
+pub mod k3s;
 pub mod log;
 pub mod metrics;
 pub mod pool;

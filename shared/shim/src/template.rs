@@ -43,6 +43,9 @@ pub struct FunctionSpec {
     pub handler: String,
     /// Literal environment variables (globals first, then the function's).
     pub env: Vec<(String, String)>,
+    /// Variables set from template parameters (`!Ref`, `!If [..., !Ref]`),
+    /// which a deployment provides: `(variable, parameter, always set)`.
+    pub env_params: Vec<(String, String, bool)>,
     /// HTTP routes.
     pub routes: Vec<RouteSpec>,
     /// Schedules.
@@ -60,6 +63,7 @@ impl FunctionSpec {
             memory_mb: 128,
             handler: "bootstrap".into(),
             env: Vec::new(),
+            env_params: Vec::new(),
             routes: vec![RouteSpec {
                 method: "ANY".into(),
                 path: "$default".into(),
@@ -78,11 +82,24 @@ impl FunctionSpec {
     }
 }
 
+/// A template parameter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamSpec {
+    /// Its name.
+    pub name: String,
+    /// `NoEcho: true`: a secret.
+    pub no_echo: bool,
+    /// It has a `Default` (so a deployment may leave it out).
+    pub has_default: bool,
+}
+
 /// Every function in a template.
 #[derive(Debug, Clone, Default)]
 pub struct Template {
     /// Functions in the order of the template.
     pub functions: Vec<FunctionSpec>,
+    /// Parameters in the order of the template.
+    pub parameters: Vec<ParamSpec>,
 }
 
 fn untag(v: &Value) -> &Value {
@@ -117,6 +134,48 @@ fn env_vars(props: &Value) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The parameters a value refers to: `!Ref P` (always set) or an `!If`
+/// whose branches are `!Ref`s (set only when the condition holds).
+fn param_refs(v: &Value) -> Option<(Vec<String>, bool)> {
+    let Value::Tagged(t) = v else { return None };
+    match t.tag.to_string().as_str() {
+        "!Ref" => {
+            let name = t.value.as_str()?;
+            (!name.starts_with("AWS::")).then(|| (vec![name.to_string()], true))
+        }
+        "!If" => {
+            let branches = t.value.as_sequence()?;
+            let names: Vec<String> = branches
+                .iter()
+                .skip(1)
+                .filter_map(|b| param_refs(b).map(|(n, _)| n))
+                .flatten()
+                .collect();
+            (!names.is_empty()).then_some((names, false))
+        }
+        _ => None,
+    }
+}
+
+fn env_params(props: &Value) -> Vec<(String, String, bool)> {
+    let Some(vars) = get(props, "Environment").and_then(|e| get(e, "Variables")) else {
+        return Vec::new();
+    };
+    let Some(map) = untag(vars).as_mapping() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (k, v) in map {
+        let (Some(k), Some((names, always))) = (k.as_str(), param_refs(v)) else {
+            continue;
+        };
+        for n in names {
+            out.push((k.to_string(), n, always));
+        }
+    }
+    out
+}
+
 impl Template {
     /// Reads and parses a template file.
     pub fn load(path: &Path) -> Result<Self, String> {
@@ -137,6 +196,21 @@ impl Template {
             .and_then(|v| v.as_u64());
         let g_handler = globals.and_then(|g| get(g, "Handler")).and_then(literal);
         let g_env = globals.map(env_vars).unwrap_or_default();
+        let g_env_params = globals.map(env_params).unwrap_or_default();
+        let parameters = get(&doc, "Parameters")
+            .and_then(|p| untag(p).as_mapping())
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| {
+                        Some(ParamSpec {
+                            name: k.as_str()?.to_string(),
+                            no_echo: get(v, "NoEcho").and_then(Value::as_bool) == Some(true),
+                            has_default: get(v, "Default").is_some(),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
 
         let resources = get(&doc, "Resources")
             .and_then(|r| untag(r).as_mapping())
@@ -156,6 +230,8 @@ impl Template {
                 .unwrap_or_else(|| id.to_string());
             let mut env = g_env.clone();
             env.extend(env_vars(props));
+            let mut env_params_all = g_env_params.clone();
+            env_params_all.extend(env_params(props));
             let mut routes = Vec::new();
             let mut schedules = Vec::new();
             if let Some(events) = get(props, "Events").and_then(|e| untag(e).as_mapping()) {
@@ -213,11 +289,15 @@ impl Template {
                     .or_else(|| g_handler.clone())
                     .unwrap_or_else(|| "bootstrap".into()),
                 env,
+                env_params: env_params_all,
                 routes,
                 schedules,
             });
         }
-        Ok(Self { functions })
+        Ok(Self {
+            functions,
+            parameters,
+        })
     }
 
     /// The function named `name` (binary name or logical id).
