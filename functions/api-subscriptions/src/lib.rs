@@ -1,46 +1,78 @@
 //! The `api-subscriptions` function: the caller's plan (tier, expiry,
-//! limits, usage) and the tiers on offer. Store receipts (App Store, Google
-//! Play) and their webhooks are not part of this function yet.
+//! limits, usage), the tiers on offer, App Store purchases (signed
+//! transactions verified against Apple's root, restore, and App Store
+//! Server Notifications v2, idempotent by notification id), and Google Play
+//! behind the same routes, answering 501 `not_configured` until it is.
+
+pub mod appstore;
+pub mod stores;
 
 use axum::extract::State as S;
-use axum::Router;
+use axum::{Extension, Router};
 use honeydue_core::limits::{self, Resource};
 use honeydue_core::AppResult;
 use honeydue_http::{AuthUser, Json};
 pub use honeydue_http::{Config, State};
 use serde_json::{json, Map, Value};
+use sqlx::PgConnection;
+
+pub use stores::{Apple, Stores};
 
 honeydue_http::routes! { State;
     GET "/api/subscription/status/" => status, User, "The caller's plan: tier, expiry, limits, usage";
     GET "/api/subscription/tiers/" => tiers, Public, "Tiers and their limits";
+    POST "/api/subscription/verify/" => stores::verify, User, "Verify a purchase (App Store signed transaction; Google Play: not configured)";
+    POST "/api/subscription/restore/" => stores::restore, User, "Restore purchases from App Store signed transactions";
+    POST "/api/subscription/webhook/apple/" => stores::apple_webhook, Public, "App Store Server Notifications v2 (signed, idempotent)";
+    POST "/api/subscription/webhook/google/" => stores::google_webhook, Public, "Google Play notifications (not configured)";
 }
 
-/// The function's router.
+/// The function's router; the stores are configured from `APPLE_*`.
 pub fn app(state: State) -> Router {
-    honeydue_http::finish(router(), 1024).with_state(state)
+    app_with(state, Stores::from_process_env())
+}
+
+/// The router with these store settings (tests).
+pub fn app_with(state: State, stores: Stores) -> Router {
+    honeydue_http::finish(router(), 256 * 1024)
+        .layer(Extension(stores))
+        .with_state(state)
 }
 
 async fn status(S(state): S<State>, user: AuthUser) -> AppResult<Json<Value>> {
     let mut conn = state.db.acquire().await?;
-    let plan = limits::plan(&mut conn, user.id).await?;
+    Ok(Json(plan_json(&mut conn, user.id).await?))
+}
+
+/// The caller's plan as `status/` shows it.
+pub async fn plan_json(conn: &mut PgConnection, user_id: i64) -> AppResult<Value> {
+    let plan = limits::plan(&mut *conn, user_id).await?;
+    let source = sqlx::query_scalar!(
+        "SELECT source FROM user_subscriptions WHERE user_id = $1",
+        user_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .unwrap_or_else(|| "none".to_string());
     let mut l = Map::new();
     let mut u = Map::new();
     for r in Resource::ALL {
         l.insert(r.name().into(), json!(plan.limit(r)));
         u.insert(
             r.name().into(),
-            json!(limits::usage(&mut conn, user.id, r).await?),
+            json!(limits::usage(&mut *conn, user_id, r).await?),
         );
     }
-    Ok(Json(json!({
+    Ok(json!({
         "tier": plan.tier,
         "expires_at": plan.expires_at,
+        "source": source,
         "is_free": plan.is_free,
         "limits_enabled": plan.limits_enabled,
         "limits": l,
         "usage": u,
         "max_upload_bytes": plan.max_upload_bytes,
-    })))
+    }))
 }
 
 async fn tiers(S(state): S<State>) -> AppResult<Json<Value>> {

@@ -75,6 +75,9 @@ pub enum AppError {
     /// 503: a dependency the request needs is unavailable.
     #[error("{0}")]
     Unavailable(String),
+    /// 501 `not_configured`: a feature this deployment has not set up.
+    #[error("{0}")]
+    NotConfigured(String),
     /// 500: anything unexpected; details are logged, never shown.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -108,6 +111,7 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::NotConfigured(_) => StatusCode::NOT_IMPLEMENTED,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -126,6 +130,7 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "unavailable",
+            AppError::NotConfigured(_) => "not_configured",
             AppError::Internal(_) => "internal_error",
         }
     }

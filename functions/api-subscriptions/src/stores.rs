@@ -1,0 +1,398 @@
+//! Store purchases.
+//!
+//! * `verify/` (`{"platform": "ios", "signed_transaction": JWS}`): the
+//!   transaction is verified (chain to the configured Apple root, bundle
+//!   id, environment), recorded once (`subscription_events`), and the
+//!   caller's subscription follows it: pro until `expiresDate` for a pro
+//!   product, free once expired or revoked. One App Store subscription
+//!   (original transaction) belongs to one account: another account gets
+//!   409 `subscription_in_use`.
+//! * `restore/` (`{"signed_transactions": [JWS, ...]}`): each, as `verify/`.
+//! * `webhook/apple/` (`{"signedPayload": JWS}`): App Store Server
+//!   Notifications v2. The notification and its `signedTransactionInfo` are
+//!   both verified; a `notificationUUID` seen before answers 200 and changes
+//!   nothing; the transaction is applied to the account that owns its
+//!   original transaction (none yet: recorded only). Renewals extend,
+//!   expiry and refunds end (revocation date), because the transaction
+//!   itself says so.
+//! * Google Play (`platform: android`, `webhook/google/`): 501
+//!   `not_configured` until a verifier is configured.
+//!
+//! An admin-granted plan (`source = admin`, pro, unexpired) is never
+//! lowered by a store event.
+
+use axum::extract::State as S;
+use axum::Extension;
+use chrono::{DateTime, TimeZone, Utc};
+use honeydue_core::{AppError, AppResult, Env};
+use honeydue_http::{AuthUser, Json};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sqlx::PgConnection;
+
+use crate::appstore::Verifier;
+use crate::{plan_json, State};
+
+/// App Store settings.
+#[derive(Clone)]
+pub struct Apple {
+    /// Trusted roots.
+    pub verifier: Verifier,
+    /// `APPLE_BUNDLE_ID`: transactions of other apps are refused.
+    pub bundle_id: String,
+    /// `APPLE_PRO_PRODUCT_IDS`: products that grant pro (empty: all).
+    pub pro_products: Vec<String>,
+    /// `APPLE_ENVIRONMENTS`: accepted environments (default Production).
+    pub environments: Vec<String>,
+}
+
+/// The configured stores.
+#[derive(Clone, Default)]
+pub struct Stores {
+    /// The App Store, when `APPLE_ROOT_CERTS` is set.
+    pub apple: Option<Apple>,
+}
+
+fn list(v: Option<String>) -> Vec<String> {
+    v.unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl Stores {
+    /// From `APPLE_ROOT_CERTS` (PEM or base64 DER), `APPLE_BUNDLE_ID`,
+    /// `APPLE_PRO_PRODUCT_IDS`, `APPLE_ENVIRONMENTS`. Unset root: the App
+    /// Store routes answer `not_configured`; a bad value is logged and
+    /// does the same (the function still serves plans and tiers).
+    pub fn from_process_env() -> Self {
+        match Self::read(&mut Env::from_process()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(
+                    error = e,
+                    "App Store settings unusable; purchases answer not_configured"
+                );
+                Self::default()
+            }
+        }
+    }
+
+    /// Reads the settings from `env`.
+    pub fn read(env: &mut Env) -> Result<Self, String> {
+        let Some(roots) = env.optional::<String>("APPLE_ROOT_CERTS") else {
+            return Ok(Self::default());
+        };
+        let verifier = Verifier::from_text(&roots).map_err(|e| format!("APPLE_ROOT_CERTS: {e}"))?;
+        let bundle_id = env
+            .optional::<String>("APPLE_BUNDLE_ID")
+            .ok_or("APPLE_BUNDLE_ID is required with APPLE_ROOT_CERTS")?;
+        let mut environments = list(env.optional("APPLE_ENVIRONMENTS"));
+        if environments.is_empty() {
+            environments.push("Production".into());
+        }
+        Ok(Self {
+            apple: Some(Apple {
+                verifier,
+                bundle_id,
+                pro_products: list(env.optional("APPLE_PRO_PRODUCT_IDS")),
+                environments,
+            }),
+        })
+    }
+}
+
+fn not_configured(store: &str) -> AppError {
+    AppError::NotConfigured(format!(
+        "{store} purchases are not configured on this server."
+    ))
+}
+
+/// A verified App Store transaction.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    /// `transactionId`.
+    pub id: String,
+    /// `originalTransactionId`: the subscription.
+    pub original_id: String,
+    /// `productId`.
+    pub product_id: String,
+    /// When the plan ends: `revocationDate` if revoked, else `expiresDate`.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Whether the product grants pro.
+    pub pro: bool,
+    /// The decoded payload.
+    pub payload: Value,
+}
+
+fn millis(v: &Value) -> Option<DateTime<Utc>> {
+    v.as_i64()
+        .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+}
+
+impl Apple {
+    /// Verifies a signed transaction (`field` names it in errors).
+    pub fn transaction(&self, jws: &str, field: &str) -> AppResult<Transaction> {
+        let p = self
+            .verifier
+            .verify(jws, Utc::now())
+            .map_err(|e| AppError::field(field, e.to_string()))?;
+        let text = |k: &str| p[k].as_str().map(str::to_string);
+        if text("bundleId").as_deref() != Some(self.bundle_id.as_str()) {
+            return Err(AppError::field(
+                field,
+                "The transaction belongs to another app.",
+            ));
+        }
+        let env = text("environment").unwrap_or_default();
+        if !self.environments.contains(&env) {
+            return Err(AppError::field(
+                field,
+                format!("Transactions from the {env:?} environment are not accepted here."),
+            ));
+        }
+        let (Some(id), Some(original_id), Some(product_id)) = (
+            text("transactionId"),
+            text("originalTransactionId"),
+            text("productId"),
+        ) else {
+            return Err(AppError::field(field, "The transaction lacks its ids."));
+        };
+        let pro = self.pro_products.is_empty() || self.pro_products.contains(&product_id);
+        Ok(Transaction {
+            ends_at: millis(&p["revocationDate"]).or_else(|| millis(&p["expiresDate"])),
+            id,
+            original_id,
+            product_id,
+            pro,
+            payload: p,
+        })
+    }
+}
+
+/// Records `tx` under `event_key` and applies it to `user_id` (or to the
+/// owner of its original transaction when `user_id` is `None`). Returns
+/// false when the event was seen before (nothing changed).
+pub async fn apply(
+    conn: &mut PgConnection,
+    user_id: Option<i64>,
+    tx: &Transaction,
+    event_key: &str,
+    kind: &str,
+    payload: &Value,
+) -> AppResult<bool> {
+    let owner = sqlx::query_scalar!(
+        "SELECT user_id FROM user_subscriptions WHERE original_transaction_id = $1",
+        tx.original_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    if let (Some(u), Some(o)) = (user_id, owner) {
+        if u != o {
+            return Err(AppError::conflict(
+                "subscription_in_use",
+                "This App Store subscription belongs to another account.",
+            ));
+        }
+    }
+    let target = user_id.or(owner);
+    let fresh = sqlx::query_scalar!(
+        "INSERT INTO subscription_events (source, event_key, user_id, kind, payload)
+         VALUES ('apple', $1, $2, $3, $4)
+         ON CONFLICT (source, event_key) DO NOTHING RETURNING id",
+        event_key,
+        target,
+        kind,
+        payload
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .is_some();
+    let Some(user) = target else {
+        tracing::info!(
+            original_transaction_id = tx.original_id,
+            kind,
+            "store event for no known account; recorded"
+        );
+        return Ok(fresh);
+    };
+    if !fresh && user_id.is_none() {
+        return Ok(false);
+    }
+    let tier = if tx.pro { "pro" } else { "free" };
+    sqlx::query!(
+        "INSERT INTO user_subscriptions (user_id, tier, expires_at, source, original_transaction_id)
+         VALUES ($1, $2, $3, 'apple', $4)
+         ON CONFLICT (user_id) DO UPDATE
+            SET tier = EXCLUDED.tier, expires_at = EXCLUDED.expires_at, source = 'apple',
+                original_transaction_id = EXCLUDED.original_transaction_id, updated_at = now()
+          WHERE NOT (user_subscriptions.source = 'admin' AND user_subscriptions.tier = 'pro'
+                     AND (user_subscriptions.expires_at IS NULL OR user_subscriptions.expires_at > now()))",
+        user,
+        tier,
+        tx.ends_at,
+        tx.original_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    tracing::info!(user_id = user, product = tx.product_id, ends_at = ?tx.ends_at, kind, "subscription updated from the App Store");
+    Ok(fresh)
+}
+
+#[derive(Deserialize)]
+pub(crate) struct VerifyIn {
+    platform: String,
+    signed_transaction: Option<String>,
+    purchase_token: Option<String>,
+}
+
+pub(crate) async fn verify(
+    S(state): S<State>,
+    Extension(stores): Extension<Stores>,
+    user: AuthUser,
+    Json(b): Json<VerifyIn>,
+) -> AppResult<Json<Value>> {
+    match b.platform.as_str() {
+        "ios" => {}
+        "android" => {
+            let _ = b.purchase_token;
+            return Err(not_configured("Google Play"));
+        }
+        _ => return Err(AppError::field("platform", "Use ios or android.")),
+    }
+    let apple = stores
+        .apple
+        .as_ref()
+        .ok_or_else(|| not_configured("App Store"))?;
+    let jws = b
+        .signed_transaction
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| AppError::field("signed_transaction", "Required for ios."))?;
+    let tx = apple.transaction(&jws, "signed_transaction")?;
+    let mut db = state.db.begin().await?;
+    apply(
+        &mut db,
+        Some(user.id),
+        &tx,
+        &format!("transaction:{}", tx.id),
+        "verify",
+        &tx.payload,
+    )
+    .await?;
+    let out = plan_json(&mut db, user.id).await?;
+    db.commit().await?;
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct RestoreIn {
+    signed_transactions: Vec<String>,
+}
+
+pub(crate) async fn restore(
+    S(state): S<State>,
+    Extension(stores): Extension<Stores>,
+    user: AuthUser,
+    Json(b): Json<RestoreIn>,
+) -> AppResult<Json<Value>> {
+    let apple = stores
+        .apple
+        .as_ref()
+        .ok_or_else(|| not_configured("App Store"))?;
+    if b.signed_transactions.is_empty() || b.signed_transactions.len() > 50 {
+        return Err(AppError::field(
+            "signed_transactions",
+            "Send 1 to 50 signed transactions.",
+        ));
+    }
+    let mut txs = Vec::new();
+    for (i, jws) in b.signed_transactions.iter().enumerate() {
+        txs.push(apple.transaction(jws, &format!("signed_transactions[{i}]"))?);
+    }
+    // Oldest end first, so the latest transaction decides the plan.
+    txs.sort_by_key(|t| t.ends_at);
+    let mut db = state.db.begin().await?;
+    for tx in &txs {
+        apply(
+            &mut db,
+            Some(user.id),
+            tx,
+            &format!("transaction:{}", tx.id),
+            "restore",
+            &tx.payload,
+        )
+        .await?;
+    }
+    let out = plan_json(&mut db, user.id).await?;
+    db.commit().await?;
+    Ok(Json(out))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AppleNotification {
+    signed_payload: String,
+}
+
+pub(crate) async fn apple_webhook(
+    S(state): S<State>,
+    Extension(stores): Extension<Stores>,
+    Json(b): Json<AppleNotification>,
+) -> AppResult<Json<Value>> {
+    let apple = stores
+        .apple
+        .as_ref()
+        .ok_or_else(|| not_configured("App Store"))?;
+    let n = apple
+        .verifier
+        .verify(&b.signed_payload, Utc::now())
+        .map_err(|e| AppError::field("signedPayload", e.to_string()))?;
+    let uuid = n["notificationUUID"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            AppError::field("signedPayload", "The notification has no notificationUUID.")
+        })?;
+    let kind = n["notificationType"]
+        .as_str()
+        .unwrap_or("UNKNOWN")
+        .to_string();
+    let kind = match n["subtype"].as_str() {
+        Some(sub) => format!("{kind}/{sub}"),
+        None => kind,
+    };
+    if n["data"]["bundleId"].as_str() != Some(apple.bundle_id.as_str()) {
+        return Err(AppError::field(
+            "signedPayload",
+            "The notification belongs to another app.",
+        ));
+    }
+    let mut db = state.db.begin().await?;
+    let fresh = match n["data"]["signedTransactionInfo"].as_str() {
+        Some(jws) => {
+            let tx = apple.transaction(jws, "signedPayload")?;
+            apply(&mut db, None, &tx, uuid, &kind, &n).await?
+        }
+        // TEST notifications and summaries carry no transaction.
+        None => sqlx::query_scalar!(
+            "INSERT INTO subscription_events (source, event_key, kind, payload) VALUES ('apple', $1, $2, $3)
+             ON CONFLICT (source, event_key) DO NOTHING RETURNING id",
+            uuid,
+            kind,
+            n
+        )
+        .fetch_optional(&mut *db)
+        .await?
+        .is_some(),
+    };
+    db.commit().await?;
+    Ok(Json(
+        json!({"received": true, "duplicate": !fresh, "type": kind}),
+    ))
+}
+
+pub(crate) async fn google_webhook() -> AppResult<Json<Value>> {
+    Err(not_configured("Google Play"))
+}
