@@ -295,3 +295,33 @@ async fn outbox_view_resend_and_settings() {
         .unwrap();
     assert!(!on);
 }
+
+#[tokio::test]
+async fn every_admin_route_refuses_app_tokens_and_no_token() {
+    let (db, c, _admin) = spawn().await;
+    let (_, app_token) = user(&db.pool, "a@example.com").await;
+    let mut checked = 0;
+    for r in api_admin::ROUTES {
+        if !matches!(r.auth, honeydue_http::routes::Auth::Admin) {
+            continue;
+        }
+        let path = r.path.replace("{id}", "1").replace("{uid}", "1");
+        let method: axum::http::Method = r.method.parse().unwrap();
+        let body = (method != axum::http::Method::GET && method != axum::http::Method::DELETE)
+            .then(|| json!({}));
+        for token in [Some(app_token.as_str()), None] {
+            let resp = c.send(method.clone(), &path, body.clone(), token).await;
+            assert_eq!(
+                resp.status,
+                401,
+                "{} {} with {:?}: {}",
+                r.method,
+                r.path,
+                token.map(|_| "app token"),
+                resp.text()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 18, "only {checked} admin routes");
+}

@@ -592,7 +592,7 @@ async fn reset_password(S(state): S<State>, Json(body): Json<ResetIn>) -> AppRes
         message: "The reset token is invalid or has expired. Start again.".into(),
     })?;
     let user_id = row.user_id;
-    set_password(&mut tx, &state, user_id, &hash).await?;
+    let revoked = set_password(&mut tx, &state, user_id, &hash).await?;
     // Whoever reset the password proved they read the mailbox.
     sqlx::query!(
         "UPDATE users SET email_verified_at = COALESCE(email_verified_at, now()) WHERE id = $1",
@@ -601,19 +601,23 @@ async fn reset_password(S(state): S<State>, Json(body): Json<ResetIn>) -> AppRes
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
+    honeydue_http::auth::evict_tokens(&state.cache, &revoked).await;
     tracing::info!(user_id, "password reset");
     Ok(Json(
         json!({"detail": "Your password has been reset. Sign in with the new one."}),
     ))
 }
 
-/// Stores a new password hash, revokes every token, notifies the user.
+/// Sets the password, revokes every token and consumes reset codes; returns
+/// the revoked token hashes for the caller to evict from the cache after
+/// its commit (evicting earlier would let a request in between re-cache a
+/// token that is about to be revoked).
 async fn set_password(
     conn: &mut PgConnection,
     state: &State,
     user_id: i64,
     hash: &str,
-) -> AppResult<()> {
+) -> AppResult<Vec<Vec<u8>>> {
     let u = sqlx::query!(
         "UPDATE users SET password_hash = $2, updated_at = now() WHERE id = $1 RETURNING email, first_name",
         user_id,
@@ -627,7 +631,6 @@ async fn set_password(
     )
     .fetch_all(&mut *conn)
     .await?;
-    honeydue_http::auth::evict_tokens(&state.cache, &revoked).await;
     sqlx::query!(
         "UPDATE user_codes SET consumed_at = now()
           WHERE user_id = $1 AND purpose IN ('reset_password', 'reset_token') AND consumed_at IS NULL",
@@ -641,7 +644,7 @@ async fn set_password(
         &outbox_email(user_id, "password_changed", &u.email, msg),
     )
     .await?;
-    Ok(())
+    Ok(revoked)
 }
 
 // ---- change password / delete account -------------------------------------
@@ -679,9 +682,10 @@ async fn change_password(
     check_current_password(&state, &user, "current_password", body.current_password).await?;
     let hash = hash_password_async(password.expose().to_string()).await?;
     let mut tx = state.db.begin().await?;
-    set_password(&mut tx, &state, user.id, &hash).await?;
+    let revoked = set_password(&mut tx, &state, user.id, &hash).await?;
     let token = issue_token(&mut tx, &state, user.id).await?;
     tx.commit().await?;
+    honeydue_http::auth::evict_tokens(&state.cache, &revoked).await;
     tracing::info!(user_id = user.id, "password changed");
     Ok(Json(
         json!({"detail": "Password changed; other sessions were signed out.", "token": token}),

@@ -51,8 +51,9 @@ async fn query(
 ) -> AppResult<(i64, Vec<ContractorOut>)> {
     let count = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM contractors c
-            WHERE (c.owner_id = $1 OR EXISTS (SELECT 1 FROM residence_members m
-                                              WHERE m.residence_id = c.residence_id AND m.user_id = $1))
+            WHERE (CASE WHEN c.residence_id IS NULL THEN c.owner_id = $1
+                        ELSE EXISTS (SELECT 1 FROM residence_members m
+                                      WHERE m.residence_id = c.residence_id AND m.user_id = $1) END)
               AND ($2::bigint IS NULL OR c.id = $2)
               AND ($3::bigint IS NULL OR c.residence_id = $3)
               AND ($4::int IS NULL OR EXISTS (SELECT 1 FROM contractor_specialty_links l
@@ -73,8 +74,9 @@ async fn query(
                         ORDER BY l.specialty_id) AS "specialty_ids!",
                   (c.owner_id = $1) AS "is_mine!", c.created_at, c.updated_at
              FROM contractors c
-            WHERE (c.owner_id = $1 OR EXISTS (SELECT 1 FROM residence_members m
-                                              WHERE m.residence_id = c.residence_id AND m.user_id = $1))
+            WHERE (CASE WHEN c.residence_id IS NULL THEN c.owner_id = $1
+                        ELSE EXISTS (SELECT 1 FROM residence_members m
+                                      WHERE m.residence_id = c.residence_id AND m.user_id = $1) END)
               AND ($2::bigint IS NULL OR c.id = $2)
               AND ($3::bigint IS NULL OR c.residence_id = $3)
               AND ($4::int IS NULL OR EXISTS (SELECT 1 FROM contractor_specialty_links l
@@ -104,17 +106,14 @@ async fn load(conn: &mut PgConnection, user_id: i64, id: i64) -> AppResult<Contr
         .ok_or(AppError::NotFound("contractor"))
 }
 
-/// The caller may change the contractor: they added it, or they may write
-/// to its residence.
+/// The caller may change the contractor: it is shared with a residence they
+/// may write to, or it is their own private one. (A contractor shared with
+/// a residence belongs to that household: whoever added it loses it when
+/// they leave.)
 async fn require_write(conn: &mut PgConnection, user_id: i64, id: i64) -> AppResult<ContractorOut> {
     let c = load(conn, user_id, id).await?;
-    if !c.is_mine {
-        match c.residence_id {
-            Some(r) => {
-                membership::writer(conn, user_id, r).await?;
-            }
-            None => return Err(AppError::NotFound("contractor")),
-        }
+    if let Some(r) = c.residence_id {
+        membership::writer(conn, user_id, r).await?;
     }
     Ok(c)
 }
@@ -270,7 +269,12 @@ async fn update(
     Json(mut b): Json<ContractorIn>,
 ) -> AppResult<Json<ContractorOut>> {
     let mut tx = state.db.begin().await?;
-    require_write(&mut tx, user.id, id).await?;
+    let current = require_write(&mut tx, user.id, id).await?;
+    if b.residence_id.is_some_and(|r| r != current.residence_id) && !current.is_mine {
+        return Err(AppError::Forbidden(
+            "Only the person who added a contractor can move it to another residence or make it private.".into(),
+        ));
+    }
     validate(&mut tx, user.id, &mut b, false).await?;
     sqlx::query!(
         "UPDATE contractors SET name = COALESCE($2, name), company = COALESCE($3, company), phone = COALESCE($4, phone),

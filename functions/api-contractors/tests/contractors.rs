@@ -251,3 +251,71 @@ async fn validation_and_scope() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_shared_contractor_stays_with_the_household() {
+    let (db, c) = spawn().await;
+    let p = &db.pool;
+    let (ann, ta) = user(p, "ann@example.com").await;
+    let (bob, tb) = user(p, "bob@example.com").await;
+    let (_, tx) = user(p, "xena@example.com").await;
+    let home = residence(p, ann, "Home").await;
+    let bobs_own = residence(p, bob, "Bob's flat").await;
+    add_member(p, home, bob, "member").await;
+    // Bob adds a plumber for the household.
+    let r = c
+        .post(
+            "/api/contractors/",
+            json!({"name": "Pat Plumber", "residence_id": home}),
+            Some(&tb),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+    let path = format!("/api/contractors/{id}/");
+    // Ann (a member) may edit it but not move it away from the household.
+    assert_eq!(
+        c.patch(&path, json!({"phone": "555-0100"}), Some(&ta))
+            .await
+            .status,
+        200
+    );
+    let r = c
+        .patch(&path, json!({"residence_id": null}), Some(&ta))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    // Outsiders: nothing, for every route.
+    assert_eq!(c.get(&path, Some(&tx)).await.status, 404);
+    assert_eq!(
+        c.patch(&path, json!({"name": "x"}), Some(&tx)).await.status,
+        404
+    );
+    assert_eq!(c.delete(&path, None, Some(&tx)).await.status, 404);
+    assert_eq!(
+        c.post(&format!("{path}toggle-favorite/"), json!({}), Some(&tx))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(c.get(&format!("{path}tasks/"), Some(&tx)).await.status, 404);
+    let r = c
+        .get(&format!("/api/contractors/?residence={home}"), Some(&tx))
+        .await;
+    assert_eq!(r.json()["count"], 0, "{}", r.text());
+    // Bob leaves: the plumber stays with the household, out of Bob's reach.
+    sqlx::query("DELETE FROM residence_members WHERE residence_id = $1 AND user_id = $2")
+        .bind(home)
+        .bind(bob)
+        .execute(p)
+        .await
+        .unwrap();
+    assert_eq!(c.get(&path, Some(&tb)).await.status, 404);
+    assert_eq!(
+        c.patch(&path, json!({"residence_id": bobs_own}), Some(&tb))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(c.delete(&path, None, Some(&tb)).await.status, 404);
+    assert_eq!(c.get(&path, Some(&ta)).await.json()["phone"], "555-0100");
+}

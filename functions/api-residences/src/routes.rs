@@ -7,7 +7,7 @@ use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use honeydue_core::domain::board::{column, Column, TaskState};
 use honeydue_core::domain::roles::Role;
 use honeydue_core::{membership, AppError, AppResult, Validator};
-use honeydue_http::{AuthUser, Json, Page, Paginated, PathId, State};
+use honeydue_http::{AuthUser, ClientIp, Json, Limit, Page, Paginated, PathId, State};
 use rand::Rng;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -183,18 +183,22 @@ fn validate(body: &ResidenceIn, creating: bool) -> AppResult<()> {
 }
 
 /// A residence image must be the caller's own confirmed residence image
-/// upload: a foreign upload id is refused, not linked.
+/// upload, made for this residence when it exists (`residence`): a foreign
+/// upload id is refused, not linked.
 async fn check_image(
     conn: &mut sqlx::PgConnection,
     user_id: i64,
     upload: Option<uuid::Uuid>,
+    residence: Option<i64>,
 ) -> AppResult<()> {
     let Some(id) = upload else { return Ok(()) };
     let ok = sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM uploads WHERE id = $1 AND user_id = $2
-                           AND status = 'confirmed' AND purpose = 'residence_image') AS "x!""#,
+                           AND status = 'confirmed' AND purpose = 'residence_image'
+                           AND ($3::bigint IS NULL OR residence_id = $3)) AS "x!""#,
         id,
-        user_id
+        user_id,
+        residence
     )
     .fetch_one(conn)
     .await?;
@@ -228,7 +232,7 @@ async fn create(
 ) -> AppResult<impl IntoResponse> {
     validate(&body, true)?;
     let mut tx = state.db.begin().await?;
-    check_image(&mut tx, user.id, body.image_upload_id.flatten()).await?;
+    check_image(&mut tx, user.id, body.image_upload_id.flatten(), None).await?;
     honeydue_core::limits::check(
         &mut tx,
         user.id,
@@ -289,7 +293,7 @@ async fn update(
     let mut conn = state.db.acquire().await?;
     membership::writer(&mut conn, user.id, id).await?;
     validate(&body, false)?;
-    check_image(&mut conn, user.id, body.image_upload_id.flatten()).await?;
+    check_image(&mut conn, user.id, body.image_upload_id.flatten(), Some(id)).await?;
     // For nullable fields: absent = keep, null = clear.
     let set = |o: &Option<Option<i32>>| o.is_some();
     sqlx::query!(
@@ -472,11 +476,30 @@ struct JoinIn {
     code: String,
 }
 
+/// Share-code attempts per account: codes are short enough to type, so
+/// guessing is throttled (a wrong code costs an attempt like a right one).
+const JOIN_PER_ACCOUNT: Limit = Limit {
+    scope: "join:acct",
+    max: 10,
+    window: std::time::Duration::from_secs(15 * 60),
+};
+/// Share-code attempts per client address.
+const JOIN_PER_IP: Limit = Limit {
+    scope: "join:ip",
+    max: 30,
+    window: std::time::Duration::from_secs(15 * 60),
+};
+
 async fn join(
     S(state): S<State>,
+    ClientIp(ip): ClientIp,
     user: AuthUser,
     Json(body): Json<JoinIn>,
 ) -> AppResult<impl IntoResponse> {
+    JOIN_PER_IP.check(&state.cache, &ip).await?;
+    JOIN_PER_ACCOUNT
+        .check(&state.cache, &user.id.to_string())
+        .await?;
     let code = body.code.trim().to_ascii_uppercase();
     if code.len() != 6 || !code.bytes().all(|b| ALPHABET.contains(&b)) {
         return Err(AppError::field(
@@ -550,8 +573,8 @@ async fn remove_member(
     user: AuthUser,
     Path((id, member_id)): Path<(i64, i64)>,
 ) -> AppResult<StatusCode> {
-    let mut conn = state.db.acquire().await?;
-    membership::owner(&mut conn, user.id, id).await?;
+    let mut tx = state.db.begin().await?;
+    membership::owner(&mut tx, user.id, id).await?;
     if member_id == user.id {
         return Err(AppError::conflict(
             "owner_cannot_leave",
@@ -563,18 +586,41 @@ async fn remove_member(
         id,
         member_id
     )
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?
     .rows_affected();
     if n == 0 {
         return Err(AppError::NotFound("member"));
     }
+    unassign(&mut tx, id, member_id).await?;
+    // The removed member knows the share code (they joined with it): it
+    // stops working, and the owner shares a new one.
+    sqlx::query!(
+        "DELETE FROM residence_share_codes WHERE residence_id = $1",
+        id
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Tasks assigned to someone who is no longer a member go back to
+/// everyone (reminders reach all members again).
+async fn unassign(conn: &mut sqlx::PgConnection, residence: i64, user_id: i64) -> AppResult<()> {
+    sqlx::query!(
+        "UPDATE tasks SET assigned_to = NULL WHERE residence_id = $1 AND assigned_to = $2",
+        residence,
+        user_id
+    )
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
 async fn leave(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppResult<StatusCode> {
-    let mut conn = state.db.acquire().await?;
-    if membership::role(&mut conn, user.id, id).await? == Role::Owner {
+    let mut tx = state.db.begin().await?;
+    if membership::role(&mut tx, user.id, id).await? == Role::Owner {
         return Err(AppError::conflict(
             "owner_cannot_leave",
             "The owner cannot leave; delete the residence instead.",
@@ -585,16 +631,10 @@ async fn leave(S(state): S<State>, user: AuthUser, PathId(id): PathId) -> AppRes
         id,
         user.id
     )
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
-    // Tasks assigned to someone who left are unassigned.
-    sqlx::query!(
-        "UPDATE tasks SET assigned_to = NULL WHERE residence_id = $1 AND assigned_to = $2",
-        id,
-        user.id
-    )
-    .execute(&mut *conn)
-    .await?;
+    unassign(&mut tx, id, user.id).await?;
+    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -383,9 +383,16 @@ async fn residence_images_must_be_the_callers_uploads() {
     let (a, ta) = user(&db.pool, "a@example.com").await;
     let (b, _) = user(&db.pool, "b@example.com").await;
     let home = residence(&db.pool, a, "Home").await;
-    let mine = upload(&db.pool, a, None, "residence_image", "confirmed").await;
+    let cabin = residence(&db.pool, a, "Cabin").await;
+    let mine = upload(&db.pool, a, Some(home), "residence_image", "confirmed").await;
+    let cabins = upload(&db.pool, a, Some(cabin), "residence_image", "confirmed").await;
     let theirs = upload(&db.pool, b, None, "residence_image", "confirmed").await;
     let path = format!("/api/residences/{home}/");
+    // Her own image, but uploaded for another residence.
+    let r = c
+        .patch(&path, json!({"image_upload_id": cabins}), Some(&ta))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
     let r = c
         .patch(&path, json!({"image_upload_id": theirs}), Some(&ta))
         .await;
@@ -396,4 +403,145 @@ async fn residence_images_must_be_the_callers_uploads() {
         .await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["image_upload_id"], mine.to_string());
+}
+
+async fn share_code(c: &TestClient, id: i64, token: &str, role: &str) -> String {
+    let r = c
+        .post(
+            &format!("/api/residences/{id}/share/"),
+            json!({"role": role}),
+            Some(token),
+        )
+        .await;
+    assert!(r.status == 200 || r.status == 201, "{}", r.text());
+    r.json()["code"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn a_removed_member_cannot_rejoin_and_loses_assignments() {
+    let (db, c) = spawn().await;
+    let (ann, ta) = user(&db.pool, "ann@example.com").await;
+    let (bob, tb) = user(&db.pool, "bob@example.com").await;
+    let (_, tv) = user(&db.pool, "vic@example.com").await;
+    let (_, tx) = user(&db.pool, "xena@example.com").await;
+    let home = residence(&db.pool, ann, "Home").await;
+    let code = share_code(&c, home, &ta, "member").await;
+    let r = c
+        .post("/api/residences/join/", json!({"code": code}), Some(&tb))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let task =
+        honeydue_testkit::fixtures::task(&db.pool, home, "Bob's", "2026-06-10", None, Some(bob))
+            .await;
+    // Outsiders and members cannot remove anyone; a viewer neither.
+    let viewer_code = share_code(&c, home, &ta, "viewer").await;
+    assert_eq!(
+        c.post(
+            "/api/residences/join/",
+            json!({"code": viewer_code}),
+            Some(&tv)
+        )
+        .await
+        .status,
+        201
+    );
+    for t in [&tx, &tv] {
+        let r = c
+            .delete(
+                &format!("/api/residences/{home}/users/{bob}/"),
+                None,
+                Some(t),
+            )
+            .await;
+        assert!(r.status == 404 || r.status == 403, "{}", r.text());
+    }
+    let r = c
+        .delete(
+            &format!("/api/residences/{home}/users/{bob}/"),
+            None,
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    // The code he knows no longer works; his task is everyone's again.
+    let r = c
+        .post(
+            "/api/residences/join/",
+            json!({"code": viewer_code}),
+            Some(&tb),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let assigned: Option<i64> = sqlx::query_scalar("SELECT assigned_to FROM tasks WHERE id = $1")
+        .bind(task)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(assigned, None);
+    // A user id from elsewhere is not a member here.
+    assert_eq!(
+        c.delete(
+            &format!("/api/residences/{home}/users/999999/"),
+            None,
+            Some(&ta)
+        )
+        .await
+        .status,
+        404
+    );
+    // Outsiders cannot see or revoke the share code, or leave.
+    assert_eq!(
+        c.get(&format!("/api/residences/{home}/share/"), Some(&tx))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.delete(&format!("/api/residences/{home}/share/"), None, Some(&tx))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.post(
+            &format!("/api/residences/{home}/leave/"),
+            json!({}),
+            Some(&tx)
+        )
+        .await
+        .status,
+        404
+    );
+    // A viewer cannot delete the residence.
+    assert_eq!(
+        c.delete(&format!("/api/residences/{home}/"), None, Some(&tv))
+            .await
+            .status,
+        403
+    );
+}
+
+#[tokio::test]
+async fn guessing_share_codes_is_throttled() {
+    let db = TestDb::new().await;
+    let redis = honeydue_testkit::redis::TestRedis::start();
+    let state = State::new(
+        Config::for_tests(&db.url, Some(redis.url())),
+        db.pool.clone(),
+    );
+    let c = TestClient::new(app(state));
+    let (_, t) = user(&db.pool, "mallory@example.com").await;
+    let mut statuses = Vec::new();
+    for i in 0..11usize {
+        let r = c
+            .post(
+                "/api/residences/join/",
+                json!({"code": format!("ZZZZZ{}", b"ABCDEFGHJKL"[i] as char)}),
+                Some(&t),
+            )
+            .await;
+        statuses.push(r.status.as_u16());
+    }
+    assert!(statuses[..10].iter().all(|s| *s == 404), "{statuses:?}");
+    assert_eq!(statuses[10], 429, "the 11th guess in 15 minutes is refused");
 }

@@ -19,7 +19,8 @@
 //!   `not_configured` until a verifier is configured.
 //!
 //! An admin-granted plan (`source = admin`, pro, unexpired) is never
-//! lowered by a store event.
+//! lowered by a store event, but the store subscription is still recorded
+//! as the account's (nobody else can claim it).
 
 use axum::extract::State as S;
 use axum::Extension;
@@ -183,6 +184,14 @@ pub async fn apply(
     kind: &str,
     payload: &Value,
 ) -> AppResult<bool> {
+    // One original transaction at a time: two accounts verifying the same
+    // new subscription at once get one success and one 409, never a 500.
+    sqlx::query!(
+        "SELECT pg_advisory_xact_lock(hashtext('apple:' || $1::text))",
+        tx.original_id
+    )
+    .execute(&mut *conn)
+    .await?;
     let owner = sqlx::query_scalar!(
         "SELECT user_id FROM user_subscriptions WHERE original_transaction_id = $1",
         tx.original_id
@@ -226,10 +235,14 @@ pub async fn apply(
         "INSERT INTO user_subscriptions (user_id, tier, expires_at, source, original_transaction_id)
          VALUES ($1, $2, $3, 'apple', $4)
          ON CONFLICT (user_id) DO UPDATE
-            SET tier = EXCLUDED.tier, expires_at = EXCLUDED.expires_at, source = 'apple',
-                original_transaction_id = EXCLUDED.original_transaction_id, updated_at = now()
-          WHERE NOT (user_subscriptions.source = 'admin' AND user_subscriptions.tier = 'pro'
-                     AND (user_subscriptions.expires_at IS NULL OR user_subscriptions.expires_at > now()))",
+            SET (tier, expires_at, source) = (
+                    SELECT CASE WHEN admin_pro THEN user_subscriptions.tier ELSE EXCLUDED.tier END,
+                           CASE WHEN admin_pro THEN user_subscriptions.expires_at ELSE EXCLUDED.expires_at END,
+                           CASE WHEN admin_pro THEN user_subscriptions.source ELSE 'apple' END
+                      FROM (SELECT user_subscriptions.source = 'admin' AND user_subscriptions.tier = 'pro'
+                                   AND (user_subscriptions.expires_at IS NULL OR user_subscriptions.expires_at > now())
+                                   AS admin_pro) a),
+                original_transaction_id = EXCLUDED.original_transaction_id, updated_at = now()",
         user,
         tier,
         tx.ends_at,

@@ -355,6 +355,16 @@ async fn verify_restore_and_ownership() {
     assert_eq!(r.status, 501);
     assert_eq!(r.error_code(), "not_configured");
 
+    // Restoring Ann's subscription into Bob's account is refused too.
+    let r =
+        a.c.post(
+            "/api/subscription/restore/",
+            json!({"signed_transactions": [jws]}),
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.text());
+
     // Restore: an expired monthly and a current yearly; the plan follows
     // the one that ends last.
     let old = sign(&a.chain, &transaction("3000", "3000", "pro.monthly", -10));

@@ -647,3 +647,137 @@ async fn completion_photos_must_be_the_callers_confirmed_uploads() {
         .await;
     assert_eq!(r.json()["results"][0]["image_ids"], json!([mine]));
 }
+
+/// Every task route that names a task or a completion: an outsider gets
+/// 404 for all of them, a viewer gets 403 for every write, and nothing
+/// changes.
+#[tokio::test]
+async fn outsiders_and_viewers_on_every_task_route() {
+    let (db, c) = spawn().await;
+    let p = &db.pool;
+    let (ann, ta) = user(p, "ann@example.com").await;
+    let (vic, tv) = user(p, "vic@example.com").await;
+    let (_, tx) = user(p, "xena@example.com").await;
+    let home = residence(p, ann, "Home").await;
+    add_member(p, home, vic, "viewer").await;
+    let task =
+        honeydue_testkit::fixtures::task(p, home, "Filters", "2026-06-10", Some("Monthly"), None)
+            .await;
+    let r = c
+        .post(
+            "/api/task-completions/",
+            json!({"task_id": task}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let completion = r.json()["completion"]["id"].as_i64().unwrap();
+    let before: (String, Option<NaiveDate>, bool, bool, bool) = sqlx::query_as(
+        "SELECT title, next_due_date, in_progress, is_cancelled, is_archived FROM tasks WHERE id = $1",
+    )
+    .bind(task)
+    .fetch_one(p)
+    .await
+    .unwrap();
+    let mut checked = 0;
+    for r in api_tasks::routes()
+        .iter()
+        .filter(|r| r.path.contains("{id}"))
+    {
+        let id = if r.path.starts_with("/api/task-completions/") {
+            completion
+        } else if r.path.contains("by-residence") {
+            home
+        } else {
+            task
+        };
+        let path = r.path.replace("{id}", &id.to_string());
+        let method: Method = r.method.parse().unwrap();
+        let body = match r.handler {
+            "update" => Some(json!({"title": "Hijacked"})),
+            "reschedule" => Some(json!({"due_date": "2030-01-01"})),
+            _ if method == Method::POST => Some(json!({})),
+            _ => None,
+        };
+        let outsider = c.send(method.clone(), &path, body.clone(), Some(&tx)).await;
+        assert_eq!(
+            outsider.status,
+            404,
+            "outsider {} {}: {}",
+            r.method,
+            r.path,
+            outsider.text()
+        );
+        if method != Method::GET {
+            let viewer = c.send(method.clone(), &path, body, Some(&tv)).await;
+            assert_eq!(
+                viewer.status,
+                403,
+                "viewer {} {}: {}",
+                r.method,
+                r.path,
+                viewer.text()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 12, "{checked}");
+    let after: (String, Option<NaiveDate>, bool, bool, bool) = sqlx::query_as(
+        "SELECT title, next_due_date, in_progress, is_cancelled, is_archived FROM tasks WHERE id = $1",
+    )
+    .bind(task)
+    .fetch_one(p)
+    .await
+    .unwrap();
+    assert_eq!(before, after, "nothing changed");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM task_completions")
+        .fetch_one(p)
+        .await
+        .unwrap();
+    assert_eq!(n, 1);
+    // Creating in someone else's residence, or with another household's
+    // contractor or a non-member assignee, is refused too.
+    let r = c
+        .post(
+            "/api/tasks/",
+            json!({"residence_id": home, "title": "x"}),
+            Some(&tx),
+        )
+        .await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let r = c
+        .post(
+            "/api/tasks/",
+            json!({"residence_id": home, "title": "x"}),
+            Some(&tv),
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let xena_id: i64 = sqlx::query_scalar("SELECT id FROM users WHERE email = 'xena@example.com'")
+        .fetch_one(p)
+        .await
+        .unwrap();
+    let theirs = residence(p, xena_id, "Elsewhere").await;
+    let contractor: i64 = sqlx::query_scalar("INSERT INTO contractors (owner_id, residence_id, name) VALUES ($1, $2, 'Theirs') RETURNING id")
+        .bind(xena_id)
+        .bind(theirs)
+        .fetch_one(p)
+        .await
+        .unwrap();
+    let r = c
+        .post(
+            "/api/tasks/",
+            json!({"residence_id": home, "title": "x", "contractor_id": contractor}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    let r = c
+        .post(
+            "/api/tasks/",
+            json!({"residence_id": home, "title": "x", "assigned_to": xena_id}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+}
