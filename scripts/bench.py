@@ -83,6 +83,26 @@ def wrk(url, conns, threads=2):
     return {"rps": rps, "p50_ms": pct(50), "p99_ms": pct(99), "non2xx": int(errors.group(1)) if errors else 0}
 
 
+def cpu_seconds(pid):
+    """User + system CPU of a process so far (from /proc)."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(shim_pid, run):
+    """Runs a load and returns its result with the CPU microseconds per
+    request the shim and (summed) its workers spent: where the time goes."""
+    workers = [int(x) for x in subprocess.run(["pgrep", "-P", str(shim_pid)], capture_output=True,
+                                              text=True).stdout.split()]
+    before = {x: cpu_seconds(x) for x in [shim_pid] + workers}
+    res = run()
+    after = {x: cpu_seconds(x) for x in before}
+    n = res["rps"] * SECONDS
+    res["shim_cpu_us"] = (after[shim_pid] - before[shim_pid]) * 1e6 / n
+    res["workers_cpu_us"] = sum(after[w] - before[w] for w in workers) * 1e6 / n
+    return res
+
+
 def shim_rss(port):
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/_shim/metrics").read().decode()
     m = re.search(r'shim_peak_resident_memory_bytes\{process="shim"\} (\d+)', text)
@@ -137,8 +157,8 @@ def main():
         port = free_port()
         p = shim_pod(port, N, 1)
         wait_ok(f"http://127.0.0.1:{port}/_shim/ready")
-        results[f"shim noop c16 workers={N}"] = wrk(f"http://127.0.0.1:{port}/noop", CONC)
-        results["shim noop c1"] = wrk(f"http://127.0.0.1:{port}/noop", 1, 1)
+        results[f"shim noop c16 workers={N}"] = with_cpu(p.pid, lambda: wrk(f"http://127.0.0.1:{port}/noop", CONC))
+        results["shim noop c1"] = with_cpu(p.pid, lambda: wrk(f"http://127.0.0.1:{port}/noop", 1, 1))
         stop(p)
 
         # shim, one concurrent worker (how our functions run)
@@ -198,7 +218,12 @@ def main():
     lines += ["", "| resource | value | target |", "|---|---:|---|",
               f"| shim peak RSS under load | {rss / 1048576:.1f} MiB | < 8 MiB |",
               f"| function (bench-noop) peak RSS | {', '.join(f'{x / 1048576:.1f} MiB' for x in worker_rss)} | |",
-              f"| pod ready (process start to first served request, median of 5) | {ready:.1f} ms | < 100 ms |", ""]
+              f"| pod ready (process start to first served request, median of 5) | {ready:.1f} ms | < 100 ms |", "",
+              "| CPU per request (µs, from /proc) | shim | workers |", "|---|---:|---:|"]
+    for k in (f"shim noop c16 workers={N}", "shim noop c1"):
+        r = results[k]
+        lines.append(f"| {k} | {r['shim_cpu_us']:.0f} | {r['workers_cpu_us']:.0f} |")
+    lines.append("")
     text = "\n".join(lines)
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:
         f.write(text)

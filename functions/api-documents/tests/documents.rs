@@ -222,3 +222,56 @@ async fn files_attach_only_from_the_callers_confirmed_uploads() {
         .await;
     assert_eq!(r.json()["file_ids"], json!([]));
 }
+
+#[tokio::test]
+async fn another_households_task_contractor_and_files_are_refused() {
+    let (db, c) = spawn().await;
+    let p = &db.pool;
+    let (ann, ta) = user(p, "ann@example.com").await;
+    let (xena, _) = user(p, "xena@example.com").await;
+    let home = residence(p, ann, "Home").await;
+    let cabin = residence(p, ann, "Cabin").await;
+    let theirs = residence(p, xena, "Elsewhere").await;
+    let their_task =
+        honeydue_testkit::fixtures::task(p, theirs, "Theirs", "2026-06-10", None, None).await;
+    let cabin_task =
+        honeydue_testkit::fixtures::task(p, cabin, "Cabin job", "2026-06-10", None, None).await;
+    let their_contractor: i64 =
+        sqlx::query_scalar("INSERT INTO contractors (owner_id, residence_id, name) VALUES ($1, $2, 'Theirs') RETURNING id")
+            .bind(xena)
+            .bind(theirs)
+            .fetch_one(p)
+            .await
+            .unwrap();
+    let their_file = upload(p, xena, Some(theirs), "document_file", "confirmed").await;
+    let cabin_file = upload(p, ann, Some(cabin), "document_file", "confirmed").await;
+    let base = json!({"residence_id": home, "title": "Manual", "doc_type": "manual"});
+    let with = |k: &str, v: serde_json::Value| {
+        let mut b = base.clone();
+        b[k] = v;
+        b
+    };
+    for (field, body) in [
+        ("task_id", with("task_id", json!(their_task))),
+        ("task_id", with("task_id", json!(cabin_task))),
+        (
+            "contractor_id",
+            with("contractor_id", json!(their_contractor)),
+        ),
+        ("upload_ids", with("upload_ids", json!([their_file]))),
+        ("upload_ids", with("upload_ids", json!([cabin_file]))),
+    ] {
+        let r = c.post("/api/documents/", body, Some(&ta)).await;
+        assert_eq!(r.status, 422, "{field}: {}", r.text());
+        assert!(
+            r.json()["error"]["fields"][field].is_array(),
+            "{field}: {}",
+            r.text()
+        );
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM documents")
+        .fetch_one(p)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "nothing was created");
+}

@@ -246,3 +246,46 @@ async fn signed_unsubscribe_links() {
         404
     );
 }
+
+#[tokio::test]
+async fn preferences_are_per_user() {
+    let (db, c) = spawn().await;
+    let (_, ta) = user(&db.pool, "a@example.com").await;
+    let (_, tb) = user(&db.pool, "b@example.com").await;
+    let r = c
+        .patch(
+            "/api/notifications/preferences/",
+            json!({"email_enabled": false, "digest_hour": 6}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let b = c
+        .get("/api/notifications/preferences/", Some(&tb))
+        .await
+        .json();
+    assert_eq!(b["email_enabled"], true, "B is untouched by A's change");
+    assert_eq!(b["hours"]["daily_digest"]["uses_default"], true);
+    let r = c
+        .patch(
+            "/api/notifications/preferences/",
+            json!({"due_soon_hour": 9}),
+            Some(&tb),
+        )
+        .await;
+    assert_eq!(r.status, 200);
+    let a = c
+        .get("/api/notifications/preferences/", Some(&ta))
+        .await
+        .json();
+    assert_eq!(a["email_enabled"], false);
+    assert_eq!(a["hours"]["daily_digest"]["hour"], 6);
+    assert_eq!(
+        a["hours"]["due_soon"]["uses_default"], true,
+        "A is untouched by B's change"
+    );
+    assert_eq!(
+        c.get("/api/notifications/preferences/", None).await.status,
+        401
+    );
+}

@@ -194,7 +194,7 @@ async fn create(
     }
     if let Some(c) = b.contractor_id {
         let visible = sqlx::query_scalar!(
-            r#"SELECT EXISTS (SELECT 1 FROM contractors WHERE id = $1 AND (owner_id = $2 OR residence_id = $3)) AS "x!""#,
+            r#"SELECT EXISTS (SELECT 1 FROM contractors WHERE id = $1 AND (residence_id = $3 OR (residence_id IS NULL AND owner_id = $2))) AS "x!""#,
             c,
             user.id,
             task.residence_id

@@ -1,6 +1,7 @@
 //! The `api-tasks` function: the task board, tasks and their actions,
-//! recurrence, and completions.
+//! recurrence, completions, and the iCal feed of due tasks.
 
+pub mod calendar;
 mod completions;
 mod tasks;
 
@@ -9,6 +10,7 @@ pub fn routes() -> Vec<honeydue_http::routes::RouteDoc> {
     tasks::ROUTES
         .iter()
         .chain(completions::ROUTES)
+        .chain(calendar::ROUTES)
         .copied()
         .collect()
 }
@@ -18,5 +20,11 @@ pub use honeydue_http::{Config, State};
 
 /// The function's router.
 pub fn app(state: State) -> Router {
-    honeydue_http::finish(tasks::router().merge(completions::router()), 64 * 1024).with_state(state)
+    honeydue_http::finish(
+        tasks::router()
+            .merge(completions::router())
+            .merge(calendar::router()),
+        64 * 1024,
+    )
+    .with_state(state)
 }

@@ -781,3 +781,121 @@ async fn outsiders_and_viewers_on_every_task_route() {
         .await;
     assert_eq!(r.status, 422, "{}", r.text());
 }
+
+#[tokio::test]
+async fn calendar_feed_lists_my_due_tasks_until_revoked() {
+    let (db, c) = spawn().await;
+    let p = &db.pool;
+    let (ann, ta) = user(p, "ann@example.com").await;
+    let (bob, tb) = user(p, "bob@example.com").await;
+    let home = residence(p, ann, "Maple House").await;
+    add_member(p, home, bob, "member").await;
+    let today = chrono::Utc::now().date_naive();
+    let fmt = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+    let soon = fmt(today + chrono::Days::new(3));
+    honeydue_testkit::fixtures::task(p, home, "Clean gutters, front", &soon, None, None).await;
+    honeydue_testkit::fixtures::task(p, home, "Bob's job", &soon, None, Some(bob)).await;
+    honeydue_testkit::fixtures::task(
+        p,
+        home,
+        "Far away",
+        &fmt(today + chrono::Days::new(400)),
+        None,
+        None,
+    )
+    .await;
+
+    assert_eq!(
+        c.get("/api/calendar/feed/", Some(&ta)).await.json()["active"],
+        false
+    );
+    assert_eq!(
+        c.post("/api/calendar/feed/", json!({}), None).await.status,
+        401
+    );
+    let r = c.post("/api/calendar/feed/", json!({}), Some(&ta)).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let url = r.json()["url"].as_str().unwrap().to_string();
+    let path = url
+        .split_once("://")
+        .unwrap()
+        .1
+        .split_once('/')
+        .map(|(_, p)| format!("/{p}"))
+        .unwrap();
+    assert!(
+        path.starts_with("/api/calendar/") && path.ends_with(".ics"),
+        "{path}"
+    );
+    let stored: Vec<u8> = sqlx::query_scalar("SELECT token_hash FROM calendar_feeds")
+        .fetch_one(p)
+        .await
+        .unwrap();
+    assert!(!path.contains(&hex_of(&stored)), "only the hash is stored");
+
+    let r = c.get(&path, None).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let cal = r.text();
+    assert!(cal.starts_with("BEGIN:VCALENDAR\r\n"), "{cal}");
+    assert!(cal.contains("SUMMARY:Clean gutters\\, front\r\n"), "{cal}");
+    assert!(cal.contains(&format!("DTSTART;VALUE=DATE:{}", soon.replace('-', ""))));
+    assert!(cal.contains("LOCATION:Maple House"));
+    assert!(!cal.contains("Bob's job"), "assigned to someone else");
+    assert!(!cal.contains("Far away"), "more than a year ahead");
+    // Bob's own feed has his task; Ann's URL shows nothing of Bob's feed.
+    let bobs = c
+        .post("/api/calendar/feed/", json!({}), Some(&tb))
+        .await
+        .json()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bobs_path = bobs
+        .split_once("://")
+        .unwrap()
+        .1
+        .split_once('/')
+        .map(|(_, p)| format!("/{p}"))
+        .unwrap();
+    assert!(c.get(&bobs_path, None).await.text().contains("Bob's job"));
+    // Rotating invalidates the old URL; revoking the new one; guesses are 404.
+    let rotated = c
+        .post("/api/calendar/feed/", json!({}), Some(&ta))
+        .await
+        .json()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(rotated, url);
+    assert_eq!(c.get(&path, None).await.status, 404);
+    let new_path = rotated
+        .split_once("://")
+        .unwrap()
+        .1
+        .split_once('/')
+        .map(|(_, p)| format!("/{p}"))
+        .unwrap();
+    assert_eq!(c.get(&new_path, None).await.status, 200);
+    assert_eq!(
+        c.delete("/api/calendar/feed/", None, Some(&ta))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(c.get(&new_path, None).await.status, 404);
+    assert_eq!(
+        c.delete("/api/calendar/feed/", None, Some(&ta))
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        c.get("/api/calendar/not-a-token.ics", None).await.status,
+        404
+    );
+    assert_eq!(c.get(&new_path.replace(".ics", ""), None).await.status, 404);
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

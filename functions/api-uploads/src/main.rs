@@ -1,4 +1,4 @@
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     honeydue_core::telemetry::init();
     let state = match api_uploads::Uploads::init(honeydue_core::Env::from_process()).await {

@@ -233,3 +233,26 @@ async fn types_sizes_and_scope_are_checked() {
         .await;
     assert_eq!(r.status, 404);
 }
+
+#[tokio::test]
+async fn viewers_and_outsiders_cannot_upload_to_a_residence() {
+    let t = spawn().await;
+    let (a, _) = user(&t.db.pool, "a@example.com").await;
+    let (v, tv) = user(&t.db.pool, "v@example.com").await;
+    let (_, tx) = user(&t.db.pool, "x@example.com").await;
+    let home = residence(&t.db.pool, a, "Home").await;
+    add_member(&t.db.pool, home, v, "viewer").await;
+    let body = json!({"purpose": "document_file", "filename": "manual.pdf", "content_type": "application/pdf",
+                      "size": 1000, "residence_id": home});
+    let r =
+        t.c.post("/api/uploads/presign/", body.clone(), Some(&tv))
+            .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    let r = t.c.post("/api/uploads/presign/", body, Some(&tx)).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
+        .fetch_one(&t.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}

@@ -5,7 +5,7 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     honeydue_core::telemetry::init();
     let cfg = match migrate::Config::from_env(honeydue_core::Env::from_process()) {

@@ -1,4 +1,4 @@
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
     honeydue_core::telemetry::init();
     honeydue_http::run(web::app()).await
