@@ -32,6 +32,8 @@ honeydue_http::routes! { State;
     DELETE "/api/admin/lookups/{kind}/{id}/" => delete_lookup, Admin, "Delete a lookup";
     GET "/api/admin/email-outbox/" => outbox, Admin, "The email outbox (?status=)";
     POST "/api/admin/email-outbox/{id}/resend/" => resend, Admin, "Queue an email again";
+    GET "/api/admin/onboarding-emails/" => onboarding, Admin, "Onboarding emails sent (?user=, ?step=), with their delivery status";
+    GET "/api/admin/job-runs/" => job_runs, Admin, "Scheduled runs (?job=): slot, status, figures, error";
 }
 
 // ---- session --------------------------------------------------------------------
@@ -580,6 +582,81 @@ async fn outbox(
         "id": r.id, "user_id": r.user_id, "kind": r.kind, "to": r.to_address, "subject": r.subject, "status": r.status,
         "attempts": r.attempts, "next_attempt_at": r.next_attempt_at, "last_error": r.last_error,
         "created_at": r.created_at, "sent_at": r.sent_at})).collect::<Vec<_>>()}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct OnboardingParams {
+    user: Option<i64>,
+    step: Option<String>,
+}
+
+/// Onboarding emails: which step went to whom, when, and whether the email
+/// was delivered (resend through its outbox row).
+async fn onboarding(
+    S(state): S<State>,
+    _admin: Admin,
+    page: Page,
+    Query(p): Query<OnboardingParams>,
+) -> AppResult<Json<Value>> {
+    if let Some(s) = &p.step {
+        if !["welcome", "verify_reminder", "no_residence", "no_tasks"].contains(&s.as_str()) {
+            return Err(AppError::field(
+                "step",
+                "Use welcome, verify_reminder, no_residence or no_tasks.",
+            ));
+        }
+    }
+    let rows = sqlx::query!(
+        r#"SELECT o.user_id, u.email, o.step, o.sent_for, o.sent_at, o.outbox_id,
+                  e.status AS "email_status?"
+             FROM onboarding_emails o
+             JOIN users u ON u.id = o.user_id
+             LEFT JOIN email_outbox e ON e.id = o.outbox_id
+            WHERE ($1::bigint IS NULL OR o.user_id = $1) AND ($2::text IS NULL OR o.step = $2)
+            ORDER BY o.sent_at DESC, o.user_id, o.step
+            LIMIT $3 OFFSET $4"#,
+        p.user,
+        p.step,
+        page.limit(),
+        page.offset()
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(
+        json!({"page": page.page, "page_size": page.page_size, "results": rows.into_iter().map(|r| json!({
+        "user_id": r.user_id, "email": r.email, "step": r.step, "sent_for": r.sent_for, "sent_at": r.sent_at,
+        "outbox_id": r.outbox_id, "email_status": r.email_status})).collect::<Vec<_>>()}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct JobRunParams {
+    job: Option<String>,
+}
+
+/// Scheduled runs, newest slot first.
+async fn job_runs(
+    S(state): S<State>,
+    _admin: Admin,
+    page: Page,
+    Query(p): Query<JobRunParams>,
+) -> AppResult<Json<Value>> {
+    let rows = sqlx::query!(
+        "SELECT job, scheduled_for, status, attempts, started_at, finished_at, stats, last_error
+           FROM job_runs WHERE $1::text IS NULL OR job = $1
+          ORDER BY scheduled_for DESC, job LIMIT $2 OFFSET $3",
+        p.job,
+        page.limit(),
+        page.offset()
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(
+        json!({"page": page.page, "page_size": page.page_size, "results": rows.into_iter().map(|r| json!({
+        "job": r.job, "scheduled_for": r.scheduled_for, "status": r.status, "attempts": r.attempts,
+        "started_at": r.started_at, "finished_at": r.finished_at, "stats": r.stats, "last_error": r.last_error,
+    })).collect::<Vec<_>>()}),
     ))
 }
 

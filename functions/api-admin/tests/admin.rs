@@ -325,3 +325,50 @@ async fn every_admin_route_refuses_app_tokens_and_no_token() {
     }
     assert!(checked >= 18, "only {checked} admin routes");
 }
+
+#[tokio::test]
+async fn onboarding_emails_and_job_runs_are_visible() {
+    let (db, c, admin) = spawn().await;
+    let (uid, _) = user(&db.pool, "new@example.com").await;
+    let outbox: i64 = sqlx::query_scalar(
+        "INSERT INTO email_outbox (user_id, kind, to_address, subject, body_text)
+         VALUES ($1, 'onboarding', 'new@example.com', 'Welcome', 'Hi') RETURNING id",
+    )
+    .bind(uid)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO onboarding_emails (user_id, step, sent_for, outbox_id) VALUES ($1, 'welcome', '2026-06-10', $2)")
+        .bind(uid)
+        .bind(outbox)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO job_runs (job, scheduled_for, status, stats) VALUES ('daily-digest', '2026-06-10T03:00Z', 'done', '{\"digests\": 3}')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let r = c
+        .get("/api/admin/onboarding-emails/?step=welcome", Some(&admin))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let row = &r.json()["results"][0];
+    assert_eq!(row["email"], "new@example.com");
+    assert_eq!(row["email_status"], "pending");
+    assert_eq!(row["outbox_id"], outbox);
+    assert_eq!(
+        c.get("/api/admin/onboarding-emails/?step=spam", Some(&admin))
+            .await
+            .status,
+        422
+    );
+    let r = c
+        .get("/api/admin/job-runs/?job=daily-digest", Some(&admin))
+        .await;
+    assert_eq!(
+        r.json()["results"][0]["stats"]["digests"],
+        3,
+        "{}",
+        r.text()
+    );
+}
