@@ -6,7 +6,7 @@ SHELL := /bin/bash
 WITH_ENV = eval "$$(scripts/toolchain.sh)" && eval "$$(scripts/services.sh)"
 
 .PHONY: help dev watch test bench build lint fmt services services-stop sqlx-prepare clean \
-        k3s k3s-check sam-validate sam-build images push deploy
+        k3s k3s-check sam-validate sam-build images push deploy fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -102,6 +102,13 @@ push: ## build for amd64 and arm64 and push every image at the git SHA (docker b
 
 deploy: ## production overlay at TAG to the current kube context: migrate Job, then the rollout
 	@TAG=$(TAG) scripts/deploy.sh
+
+FUZZ_SECONDS ?= 60
+fuzz: ## fuzz the shim's translation both ways with libFuzzer (cargo-fuzz, stable toolchain; FUZZ_SECONDS each)
+	@command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	@cd shared/shim/fuzz && for t in decode_answer build_event; do \
+	  mkdir -p corpus/$$t && \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run -s none -O $$t corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 clean: ## remove build output (keeps .local services)
 	cargo clean
