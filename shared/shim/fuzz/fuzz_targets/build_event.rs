@@ -33,7 +33,9 @@ fuzz_target!(|data: &[u8]| {
     let mut headers = HeaderMap::new();
     for line in raw_headers.split(|b| *b == b'\n') {
         let mut kv = line.splitn(2, |b| *b == b':');
-        let (Some(k), Some(v)) = (kv.next(), kv.next()) else { continue };
+        let (Some(k), Some(v)) = (kv.next(), kv.next()) else {
+            continue;
+        };
         if let (Ok(k), Ok(v)) = (HeaderName::from_bytes(k), HeaderValue::from_bytes(v)) {
             headers.append(k, v);
         }
@@ -58,8 +60,13 @@ fuzz_target!(|data: &[u8]| {
         assert!(v.is_object());
     }
     let event = build_event(&info, PayloadFormat::V2);
-    let req: LambdaRequest = serde_json::from_slice(&event).expect("lambda_http reads the v2 event");
+    let req: LambdaRequest =
+        serde_json::from_slice(&event).expect("lambda_http reads the v2 event");
     let req: http::Request<lambda_http::Body> = req.into();
     assert_eq!(req.method().as_str(), method);
-    assert_eq!(req.body().as_ref(), body, "the body survives the round trip");
+    assert_eq!(
+        req.body().as_ref(),
+        body,
+        "the body survives the round trip"
+    );
 });
