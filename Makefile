@@ -35,13 +35,13 @@ bench: ## shim vs direct axum vs cargo lambda watch side by side, the board and 
 	    -p cron-task-reminders -p cron-overdue-reminders -p cron-warranty-reminders -p cron-daily-digest && \
 	  server=$$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/")))' "$$DATABASE_URL") && \
 	  psql "$${server}postgres" -qc 'DROP DATABASE IF EXISTS honeydue_bench WITH (FORCE)' -c 'CREATE DATABASE honeydue_bench' && \
-	  DATABASE_URL="$${server}honeydue_bench" target/release/migrate >/dev/null && \
+	  DATABASE_URL="$${server}honeydue_bench" "$${CARGO_TARGET_DIR:-target}"/release/migrate >/dev/null && \
 	  psql "$${server}honeydue_bench" -qc "INSERT INTO users (email, password_hash) SELECT 'user' || g || '@example.com', 'x' FROM generate_series(1, 1000) g" && \
 	  DATABASE_URL="$${server}honeydue_bench" python3 scripts/bench.py && \
 	  DATABASE_URL="$${server}honeydue_bench" python3 scripts/bench_board.py && \
 	  { psql "$${server}postgres" -Atc "SELECT 1 FROM pg_database WHERE datname = 'honeydue_bench_jobs'" | grep -q 1 || \
 	    psql "$${server}postgres" -qc 'CREATE DATABASE honeydue_bench_jobs'; } && \
-	  DATABASE_URL="$${server}honeydue_bench_jobs" target/release/migrate >/dev/null && \
+	  DATABASE_URL="$${server}honeydue_bench_jobs" "$${CARGO_TARGET_DIR:-target}"/release/migrate >/dev/null && \
 	  DATABASE_URL="$${server}honeydue_bench_jobs" python3 scripts/bench_jobs.py && \
 	  { echo; cat scripts/bench_notes.md; } >> BENCHMARKS.md
 

@@ -22,7 +22,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(ROOT, "target", "release")
+REL = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
 SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
 CONC = 16
 N = 2  # workers for the one-at-a-time comparison

@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REL = os.path.join(ROOT, "target", "release")
+REL = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
 DB = os.environ["DATABASE_URL"]
 SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
 TOKEN = "bench-board-token-not-a-secret-0123456789"

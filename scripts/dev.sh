@@ -29,7 +29,7 @@ ADMIN_PASSWORD=${ADMIN_PASSWORD:-admin-password}
 
 cargo build --workspace --bins
 DEMO_EMAIL=$DEMO_EMAIL DEMO_PASSWORD=$DEMO_PASSWORD ADMIN_EMAIL=$ADMIN_EMAIL ADMIN_PASSWORD=$ADMIN_PASSWORD \
-  AWS_LAMBDA_LOG_FORMAT=Text target/debug/migrate
+  AWS_LAMBDA_LOG_FORMAT=Text "${CARGO_TARGET_DIR:-target}"/debug/migrate
 
 # dev.env holds the local, non-secret settings; the service URLs come from
 # scripts/services.sh. .local/dev.env is the same for `cargo lambda watch`.
@@ -54,7 +54,7 @@ BANNER
 # The outbox dispatcher, every 5 seconds, the way a CronJob runs it.
 ( while sleep 5; do
     SMTP_HOST=127.0.0.1 SMTP_PORT=55025 SMTP_SECURITY=none AWS_LAMBDA_LOG_LEVEL=warn \
-      target/debug/shim invoke --function cron-email-dispatch --scheduled >/dev/null 2>>.local/dispatch.log || true
+      "${CARGO_TARGET_DIR:-target}"/debug/shim invoke --function cron-email-dispatch --scheduled >/dev/null 2>>.local/dispatch.log || true
   done ) &
 dispatcher=$!
 # The other scheduled functions, every minute: each claims its hour (or day)
@@ -62,9 +62,9 @@ dispatcher=$!
 ( while true; do
     for f in cron-task-reminders cron-overdue-reminders cron-warranty-reminders \
              cron-daily-digest cron-onboarding-emails cron-cleanup; do
-      AWS_LAMBDA_LOG_LEVEL=warn target/debug/shim invoke --function "$f" --scheduled >/dev/null 2>>.local/jobs.log || true
+      AWS_LAMBDA_LOG_LEVEL=warn "${CARGO_TARGET_DIR:-target}"/debug/shim invoke --function "$f" --scheduled >/dev/null 2>>.local/jobs.log || true
     done
     sleep 60
   done ) &
 trap 'kill $dispatcher $! 2>/dev/null' EXIT
-target/debug/shim gateway --listen "127.0.0.1:$PORT" --drain-delay 0
+"${CARGO_TARGET_DIR:-target}"/debug/shim gateway --listen "127.0.0.1:$PORT" --drain-delay 0

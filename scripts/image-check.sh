@@ -14,7 +14,7 @@ triple=$(rustc -vV | sed -n 's/^host: //p')
 echo "image-check: cargo build --release --locked --target $triple -p honeydue-shim -p $FUNCTION" >&2
 SQLX_OFFLINE=true cargo build -q --release --locked --target "$triple" \
   -p honeydue-shim --bin shim -p "$FUNCTION" --bin "$FUNCTION"
-out="target/$triple/release"
+out="${CARGO_TARGET_DIR:-target}/$triple/release"
 
 # distroless/cc-debian12 carries glibc and libgcc: nothing else may be linked.
 for bin in "$out/shim" "$out/$FUNCTION"; do
