@@ -81,28 +81,12 @@ fn detail(
 }
 
 async fn serve_hour(ctx: &Ctx, h: DateTime<Utc>) -> anyhow::Result<Value> {
-    let r = sqlx::query!(
-        r#"SELECT coalesce(min(id), 0) AS "lo!", coalesce(max(id), -1) AS "hi!" FROM users"#
-    )
-    .fetch_one(&ctx.db)
-    .await?;
     let mut sent = 0u64;
-    let mut start = r.lo;
-    while start <= r.hi {
-        let end = start + BATCH_USERS - 1;
+    for (start, end) in honeydue_jobs::user_batches(&ctx.db, BATCH_USERS).await? {
         let mut tx = ctx.db.begin().await?;
         let rows = sqlx::query!(
             r#"WITH served AS (
-                   SELECT u.id, ($1::timestamptz AT TIME ZONE coalesce(z.name, 'UTC'))::date AS today
-                     FROM users u
-                     LEFT JOIN notification_preferences p ON p.user_id = u.id
-                     LEFT JOIN pg_timezone_names z ON z.name = u.timezone
-                    WHERE u.is_active AND u.id BETWEEN $2 AND $3
-                      AND u.email_verified_at IS NOT NULL
-                      AND coalesce(p.email_enabled, TRUE)
-                      AND coalesce((p.kinds -> 'daily_digest' ->> 'enabled')::boolean, TRUE)
-                      AND coalesce((p.kinds -> 'daily_digest' ->> 'email')::boolean, TRUE)
-                      AND served_at($1, coalesce(z.name, 'UTC'), p.digest_hour, $4)
+                   SELECT id, today FROM served_users($1, $2, $3, 'daily_digest', $4) WHERE send_email
                ),
                fresh AS (
                    SELECT s.* FROM served s
@@ -236,7 +220,6 @@ async fn serve_hour(ctx: &Ctx, h: DateTime<Utc>) -> anyhow::Result<Value> {
         }
         sent += enqueue_all(&mut tx, &outgoing).await?;
         tx.commit().await?;
-        start = end + 1;
     }
     Ok(json!({"digests": sent}))
 }

@@ -83,7 +83,7 @@ async fn serve_day(ctx: &Ctx, day: DateTime<Utc>) -> anyhow::Result<Value> {
     let mut tx = ctx.db.begin().await?;
     let mut stats = Map::new();
     for step in STEPS {
-        let rows = sqlx::query_scalar!(
+        let rows = sqlx::query!(
             r#"WITH candidates AS (
                    SELECT u.id FROM users u
                      LEFT JOIN notification_preferences p ON p.user_id = u.id
@@ -104,21 +104,22 @@ async fn serve_day(ctx: &Ctx, day: DateTime<Utc>) -> anyhow::Result<Value> {
                                AND NOT EXISTS (SELECT 1 FROM residence_members m JOIN tasks t ON t.residence_id = m.residence_id
                                                 WHERE m.user_id = u.id)
                           ELSE FALSE END
+               ),
+               claimed AS (
+                   INSERT INTO onboarding_emails (user_id, step, sent_for)
+                   SELECT c.id, $2, ($1::timestamptz AT TIME ZONE 'UTC')::date FROM candidates c
+                   ON CONFLICT DO NOTHING
+                   RETURNING user_id
                )
-               INSERT INTO onboarding_emails (user_id, step, sent_for)
-               SELECT c.id, $2, ($1::timestamptz AT TIME ZONE 'UTC')::date FROM candidates c
-               ON CONFLICT DO NOTHING
-               RETURNING user_id"#,
+               SELECT c.user_id, u.email, u.first_name FROM claimed c JOIN users u ON u.id = c.user_id"#,
             day,
             step
         )
         .fetch_all(&mut *tx)
         .await?;
         let mut n = 0u64;
-        for user_id in rows {
-            let u = sqlx::query!("SELECT email, first_name FROM users WHERE id = $1", user_id)
-                .fetch_one(&mut *tx)
-                .await?;
+        for u in rows {
+            let user_id = u.user_id;
             let message = email(
                 ctx,
                 user_id,

@@ -87,6 +87,20 @@ impl Ctx {
     }
 }
 
+/// User ids in `[lo, hi]` ranges of `size`, covering every user: scans take
+/// one transaction per range, so a run's memory and lock time stay bounded.
+pub async fn user_batches(pool: &PgPool, size: i64) -> sqlx::Result<Vec<(i64, i64)>> {
+    let r = sqlx::query!(
+        r#"SELECT coalesce(min(id), 0) AS "lo!", coalesce(max(id), -1) AS "hi!" FROM users"#
+    )
+    .fetch_one(pool)
+    .await?;
+    Ok((r.lo..=r.hi)
+        .step_by(size as usize)
+        .map(|start| (start, start + size - 1))
+        .collect())
+}
+
 /// The binary of a scheduled function: configuration, then the Lambda
 /// runtime loop. A configuration problem exits 2 before the loop, which the
 /// shim and Lambda report as an init error.

@@ -108,16 +108,8 @@ struct UserItems {
 
 /// Serves hour `h` for `kind`; returns the figures.
 pub async fn run(ctx: &Ctx, kind: Kind, h: DateTime<Utc>) -> anyhow::Result<Value> {
-    let (lo, hi) = sqlx::query!(
-        r#"SELECT coalesce(min(id), 0) AS "lo!", coalesce(max(id), -1) AS "hi!" FROM users"#
-    )
-    .fetch_one(&ctx.db)
-    .await
-    .map(|r| (r.lo, r.hi))?;
     let (mut reminded, mut users, mut emails) = (0u64, 0u64, 0u64);
-    let mut start = lo;
-    while start <= hi {
-        let end = start + BATCH_USERS - 1;
+    for (start, end) in crate::user_batches(&ctx.db, BATCH_USERS).await? {
         let mut tx = ctx.db.begin().await?;
         let rows = match kind {
             Kind::DueSoon | Kind::Overdue => claim_tasks(&mut tx, kind, h, start, end).await?,
@@ -206,7 +198,6 @@ pub async fn run(ctx: &Ctx, kind: Kind, h: DateTime<Utc>) -> anyhow::Result<Valu
         notify(&mut tx, &notices).await?;
         emails += enqueue_all(&mut tx, &outgoing).await?;
         tx.commit().await?;
-        start = end + 1;
     }
     Ok(json!({"reminders": reminded, "users": users, "emails": emails}))
 }
@@ -222,20 +213,7 @@ async fn claim_tasks(
 ) -> sqlx::Result<Vec<Row>> {
     sqlx::query_as!(
             Row,
-            r#"WITH served AS (
-                   SELECT u.id, u.email, u.first_name,
-                          u.email_verified_at IS NOT NULL
-                            AND coalesce(p.email_enabled, TRUE)
-                            AND coalesce((p.kinds -> $4::text ->> 'email')::boolean, TRUE) AS send_email,
-                          ($1::timestamptz AT TIME ZONE coalesce(z.name, 'UTC'))::date AS today
-                     FROM users u
-                     LEFT JOIN notification_preferences p ON p.user_id = u.id
-                     LEFT JOIN pg_timezone_names z ON z.name = u.timezone
-                    WHERE u.is_active AND u.id BETWEEN $2 AND $3
-                      AND coalesce((p.kinds -> $4::text ->> 'enabled')::boolean, TRUE)
-                      AND served_at($1, coalesce(z.name, 'UTC'),
-                                    CASE WHEN $4::text = 'overdue' THEN p.overdue_hour ELSE p.due_soon_hour END, $5)
-               ),
+            r#"WITH served AS (SELECT * FROM served_users($1, $2, $3, $4::text, $5)),
                horizon AS (
                    SELECT coalesce(max(o), 0) AS max_offset FROM task_frequencies, unnest(reminder_offsets) o
                ),
@@ -287,19 +265,7 @@ async fn claim_warranties(
 ) -> sqlx::Result<Vec<Row>> {
     sqlx::query_as!(
         Row,
-        r#"WITH served AS (
-               SELECT u.id, u.email, u.first_name,
-                      u.email_verified_at IS NOT NULL
-                        AND coalesce(p.email_enabled, TRUE)
-                        AND coalesce((p.kinds -> 'warranty_expiring' ->> 'email')::boolean, TRUE) AS send_email,
-                      ($1::timestamptz AT TIME ZONE coalesce(z.name, 'UTC'))::date AS today
-                 FROM users u
-                 LEFT JOIN notification_preferences p ON p.user_id = u.id
-                 LEFT JOIN pg_timezone_names z ON z.name = u.timezone
-                WHERE u.is_active AND u.id BETWEEN $2 AND $3
-                  AND coalesce((p.kinds -> 'warranty_expiring' ->> 'enabled')::boolean, TRUE)
-                  AND served_at($1, coalesce(z.name, 'UTC'), p.due_soon_hour, $4)
-           ),
+        r#"WITH served AS (SELECT * FROM served_users($1, $2, $3, 'warranty_expiring', $4)),
            candidates AS (
                SELECT d.id AS document_id, s.id AS user_id, d.expiry_date, d.expiry_date - s.today AS offset_days
                  FROM served s

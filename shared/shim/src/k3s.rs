@@ -140,7 +140,7 @@ fn env(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Value>, St
     Ok(out.into_values().collect())
 }
 
-fn security(
+fn container(
     f: &FunctionSpec,
     t: &Template,
     inputs: &Inputs,
@@ -209,7 +209,7 @@ fn service_account(f: &FunctionSpec) -> Value {
 }
 
 fn http_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Value>, String> {
-    let mut c = security(f, t, inputs, vec!["pod", "--function", &f.name])?;
+    let mut c = container(f, t, inputs, vec!["pod", "--function", &f.name])?;
     c["ports"] = json!([{"name": "http", "containerPort": POD_PORT, "protocol": "TCP"}]);
     let probe = |path: &str, period: u64, failures: u64| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2});
     // Startup: the shim answers at all (it is up in milliseconds; workers
@@ -357,7 +357,7 @@ fn cron_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Valu
     for s in &f.schedules {
         let schedule = cron_of(&s.expression)?;
         let every_minute = schedule.starts_with("*/1 ") || schedule == "* * * * *";
-        let c = security(
+        let c = container(
             f,
             t,
             inputs,
@@ -401,7 +401,7 @@ fn cron_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Valu
 }
 
 fn job_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Value>, String> {
-    let c = security(
+    let c = container(
         f,
         t,
         inputs,
