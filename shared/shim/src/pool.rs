@@ -176,6 +176,78 @@ impl Worker {
     }
 }
 
+/// An invocation a worker holds, counted in `in_flight` until it is
+/// answered or its deadline passes. If its caller goes away first (a client
+/// that disconnects), the deadline still holds: a watchdog takes over the
+/// answer channel, so a wedged worker is still killed and the gauge (and
+/// the drain that waits on it) still comes back to zero.
+struct Running {
+    pool: Arc<Pool>,
+    worker: Arc<Worker>,
+    id: String,
+    deadline: Instant,
+    done: Option<oneshot::Receiver<Outcome>>,
+}
+
+impl Running {
+    fn new(pool: Arc<Pool>, s: &Started, id: String, done: oneshot::Receiver<Outcome>) -> Self {
+        pool.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self {
+            pool,
+            worker: s.worker.clone(),
+            id,
+            deadline: s.deadline,
+            done: Some(done),
+        }
+    }
+
+    /// Waits for the worker's answer within the deadline.
+    async fn outcome(&mut self) -> Result<Outcome, InvokeError> {
+        let Some(done) = self.done.as_mut() else {
+            return Err(InvokeError::Draining);
+        };
+        let dropped = || Outcome::Crash("the worker dropped the invocation".into());
+        let result = match tokio::time::timeout_at(self.deadline.into(), &mut *done).await {
+            Ok(o) => Ok(o.unwrap_or_else(|_| dropped())),
+            Err(_) if self.worker.time_out(&self.id) => Err(InvokeError::Timeout),
+            // Answered just as the deadline passed: take it.
+            Err(_) => Ok(done.await.unwrap_or_else(|_| dropped())),
+        };
+        self.done = None;
+        result
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let Some(done) = self.done.take() else {
+            self.pool.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+            return;
+        };
+        let (pool, worker, id, deadline) = (
+            self.pool.clone(),
+            self.worker.clone(),
+            std::mem::take(&mut self.id),
+            self.deadline,
+        );
+        let watch = async move {
+            if tokio::time::timeout_at(deadline.into(), done)
+                .await
+                .is_err()
+            {
+                worker.time_out(&id);
+            }
+            pool.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(h) => drop(h.spawn(watch)),
+            Err(_) => {
+                self.pool.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 /// One function's worker pool.
 pub struct Pool {
     /// Its configuration.
@@ -323,7 +395,7 @@ impl Pool {
     /// Runs one invocation: queue, deliver, wait for the answer within the
     /// deadline.
     pub async fn invoke(
-        &self,
+        self: &Arc<Self>,
         id: String,
         event: Bytes,
         meta: InvokeMeta,
@@ -334,7 +406,7 @@ impl Pool {
         }
         let enqueued = Instant::now();
         let (started_tx, started_rx) = oneshot::channel();
-        let (done_tx, mut done_rx) = oneshot::channel();
+        let (done_tx, done_rx) = oneshot::channel();
         let inv = Invocation {
             id: id.clone(),
             event,
@@ -357,23 +429,8 @@ impl Pool {
         };
         timing.queue = started.delivered.duration_since(enqueued);
         timing.worker = started.worker.index;
-        self.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = match tokio::time::timeout_at(started.deadline.into(), &mut done_rx).await {
-            Ok(Ok(o)) => Ok(o),
-            Ok(Err(_)) => Ok(Outcome::Crash("the worker dropped the invocation".into())),
-            Err(_) => {
-                if started.worker.time_out(&id) {
-                    Err(InvokeError::Timeout)
-                } else {
-                    // Answered just as the deadline passed: take it.
-                    match done_rx.await {
-                        Ok(o) => Ok(o),
-                        Err(_) => Ok(Outcome::Crash("the worker dropped the invocation".into())),
-                    }
-                }
-            }
-        };
-        self.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let mut running = Running::new(self.clone(), &started, id, done_rx);
+        let result = running.outcome().await;
         timing.run = started.delivered.elapsed();
         (result, timing)
     }

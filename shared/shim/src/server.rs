@@ -637,6 +637,7 @@ impl Front {
         shutdown: impl std::future::Future<Output = ()>,
         drain_delay: Duration,
     ) {
+        let anchor = tokio::spawn(timer_anchor());
         let accept = {
             let front = self.clone();
             tokio::spawn(async move {
@@ -689,7 +690,22 @@ impl Front {
         for p in &self.pools {
             p.stop().await;
         }
+        anchor.abort();
         info!("stopped", "drain_ms" => began.elapsed().as_millis() as u64);
+    }
+}
+
+/// Keeps a timer due within the next second. Every invocation arms two
+/// timers (its queue wait and its deadline); Tokio wakes its I/O driver
+/// through an eventfd (a write, then an extra epoll round) whenever a new
+/// timer is due earlier than the earliest one it parked with. With this
+/// tick there always is an earlier one, so per-request timers cost no
+/// syscall (measured: two eventfd writes per request before).
+async fn timer_anchor() {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
     }
 }
 

@@ -391,6 +391,50 @@ fn a_crash_fails_only_its_own_request() {
     assert!(p.metric("shim_worker_restarts_total") >= 1.0);
 }
 
+/// Sends `GET path` and hangs up without reading the answer.
+fn hang_up_after_sending(addr: std::net::SocketAddr, path: &str) {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
+    s.flush().unwrap();
+}
+
+#[test]
+fn callers_that_hang_up_neither_leak_nor_wedge_a_worker() {
+    let dir = Dir::new("hangup");
+    let mut p = fixture_pod(&dir, &["--timeout", "3", "--concurrency", "1"], &[]).ready();
+    let pid = wire::get(p.addr, "/echo/").json()["env"]["pid"]
+        .as_u64()
+        .unwrap();
+    // A slow answer whose caller left: in flight until the worker answers,
+    // then nothing is counted as running any more.
+    hang_up_after_sending(p.addr, "/sleep/1500");
+    wait_until("the slow one in flight", || {
+        p.metric("shim_in_flight") == 1.0
+    });
+    wait_until("the slow one answered", || {
+        p.metric("shim_in_flight") == 0.0
+    });
+    // A hung invocation whose caller left: its deadline still holds, so the
+    // worker is killed and replaced, not held forever.
+    hang_up_after_sending(p.addr, "/hang");
+    wait_until("the hung one in flight", || {
+        p.metric("shim_in_flight") == 1.0
+    });
+    wait_until("the wedged worker replaced", || {
+        p.metric("shim_worker_restarts_total") >= 1.0
+    });
+    let r = wire::get(p.addr, "/echo/");
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_ne!(r.json()["env"]["pid"].as_u64().unwrap(), pid);
+    assert_eq!(p.metric("shim_in_flight"), 0.0);
+    // Nothing left running: SIGTERM stops the pod at once, not after the
+    // longest deadline.
+    p.signal("TERM");
+    let status = p.wait_exit(Duration::from_secs(5));
+    assert!(status.success(), "{status}");
+}
+
 #[test]
 fn sigterm_drains_without_losing_in_flight_requests() {
     let dir = Dir::new("drain");
