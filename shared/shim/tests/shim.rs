@@ -227,6 +227,19 @@ fn untrusted_peers_cannot_spoof_their_address() {
 }
 
 #[test]
+fn trace_ids_are_passed_on_and_never_invented() {
+    let dir = Dir::new("trace");
+    let p = fixture_pod(&dir, &[], &[]).ready();
+    let trace = "Root=1-5759e988-bd862e3fe1be46a994272793;Sampled=1";
+    let r = request(p.addr, "GET", "/echo/", &[("x-amzn-trace-id", trace)], b"").unwrap();
+    assert_eq!(r.json()["env"]["_X_AMZN_TRACE_ID"], trace);
+    // Without one the runtime gets none (and clears the variable), so no
+    // per-request value piles up in the worker's environment.
+    let r = wire::get(p.addr, "/echo/");
+    assert_eq!(r.json()["env"]["_X_AMZN_TRACE_ID"], "");
+}
+
+#[test]
 fn worker_processes_run_in_parallel() {
     let dir = Dir::new("workers");
     let p = fixture_pod(&dir, &["--workers", "3", "--concurrency", "1"], &[]).ready();

@@ -52,6 +52,7 @@ async fn handle(req: Request) -> Result<Response<Body>, Error> {
                     "_HANDLER": env("_HANDLER"),
                     "LAMBDA_TASK_ROOT": env("LAMBDA_TASK_ROOT"),
                     "FIXTURE_FROM_TEMPLATE": env("FIXTURE_FROM_TEMPLATE"),
+                    "_X_AMZN_TRACE_ID": env("_X_AMZN_TRACE_ID"),
                     "pid": std::process::id(),
                 },
             });
