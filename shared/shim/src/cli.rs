@@ -146,6 +146,10 @@ pub struct Serve {
     /// Seconds to keep serving after SIGTERM while readiness already fails.
     #[arg(long, env = "SHIM_DRAIN_DELAY", default_value_t = 2.0)]
     pub drain_delay: f64,
+    /// Replace a worker, between invocations, once its resident memory is
+    /// over this many MiB (default: the function's MemorySize; 0 = never).
+    #[arg(long, env = "SHIM_RECYCLE_RSS_MB")]
+    pub recycle_rss_mb: Option<u64>,
 }
 
 /// `shim pod`.
@@ -279,6 +283,11 @@ fn pool_config(
     let template_concurrency = spec
         .env_var("AWS_LAMBDA_MAX_CONCURRENCY")
         .and_then(|v| v.parse::<usize>().ok());
+    let recycle_rss = serve
+        .map(|s| s.recycle_rss_mb.unwrap_or(spec.memory_mb))
+        .unwrap_or(0)
+        * 1024
+        * 1024;
     let (workers, concurrency, queue_size, queue_timeout) = match serve {
         Some(s) => (
             s.workers.max(1),
@@ -299,6 +308,7 @@ fn pool_config(
         timeout,
         queue_timeout,
         kill_grace: Duration::from_secs_f64(common.kill_grace.max(0.0)),
+        recycle_rss,
         task_root,
     })
 }

@@ -62,6 +62,8 @@ pub struct Metrics {
     pub in_flight: AtomicI64,
     /// Worker processes restarted.
     pub restarts: AtomicU64,
+    /// Worker processes replaced for outgrowing their memory bound.
+    pub recycles: AtomicU64,
     /// Last init duration (from spawn to the first poll), microseconds.
     pub init_us: AtomicU64,
     /// Init failures (a worker that exited or reported an init error before polling).
@@ -130,6 +132,11 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "shim_worker_recycles_total{{{l}}} {}",
+            self.recycles.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
             "shim_init_failures_total{{{l}}} {}",
             self.init_failures.load(Ordering::Relaxed)
         );
@@ -149,6 +156,7 @@ pub fn header(out: &mut String) {
          # HELP shim_queue_depth Invocations waiting for a worker.\n# TYPE shim_queue_depth gauge\n\
          # HELP shim_in_flight Invocations a worker is running.\n# TYPE shim_in_flight gauge\n\
          # HELP shim_worker_restarts_total Worker processes restarted.\n# TYPE shim_worker_restarts_total counter\n\
+         # HELP shim_worker_recycles_total Workers replaced, between invocations, for being over their memory bound.\n# TYPE shim_worker_recycles_total counter\n\
          # HELP shim_init_failures_total Workers that failed before their first poll.\n# TYPE shim_init_failures_total counter\n\
          # HELP shim_init_duration_seconds Last worker init time, from spawn to first poll.\n# TYPE shim_init_duration_seconds gauge\n",
     );

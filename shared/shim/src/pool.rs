@@ -52,6 +52,8 @@ pub struct PoolConfig {
     pub queue_timeout: Duration,
     /// Grace between SIGTERM and SIGKILL for a worker at shutdown.
     pub kill_grace: Duration,
+    /// Resident bytes over which an idle worker is replaced (0 = never).
+    pub recycle_rss: u64,
     /// `LAMBDA_TASK_ROOT` for the workers (where the function's code is).
     pub task_root: String,
 }
@@ -142,6 +144,10 @@ struct WorkerState {
     inflight: HashMap<String, Inflight>,
     /// Invocations that timed out while this process held them.
     stuck: HashSet<String>,
+    /// When its memory was last looked at (at most once a second).
+    rss_checked: Option<Instant>,
+    /// Being replaced for its memory: it gets no more work.
+    retiring: bool,
 }
 
 /// One worker slot: a process (restarted as needed) and its Runtime API.
@@ -151,6 +157,7 @@ pub struct Worker {
     concurrency: usize,
     st: Mutex<WorkerState>,
     kill: Notify,
+    retire: Notify,
 }
 
 impl Worker {
@@ -302,6 +309,7 @@ impl Pool {
                 concurrency: cfg.concurrency.max(1),
                 st: Mutex::new(WorkerState::default()),
                 kill: Notify::new(),
+                retire: Notify::new(),
             }));
             listeners.push(l);
         }
@@ -492,6 +500,25 @@ impl Pool {
     }
 }
 
+/// SIGTERM, then SIGKILL after `grace`; waits for the exit.
+async fn terminate(
+    child: &mut tokio::process::Child,
+    pid: Option<u32>,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    if let Some(pid) = pid {
+        use nix::sys::signal::{kill, Signal};
+        let _ = kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGTERM);
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = child.start_kill();
+            child.wait().await
+        }
+    }
+}
+
 /// Keeps one worker process running: spawn, watch, restart with back-off.
 async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
     let mut stop = pool.stop_tx.subscribe();
@@ -541,24 +568,18 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
             st.spawned_at = Some(spawned);
             st.polled = false;
         }
+        let mut retired = false;
         let status = tokio::select! {
             s = child.wait() => s,
             _ = w.kill.notified() => {
                 let _ = child.start_kill();
                 child.wait().await
             }
-            _ = stop.changed() => {
-                if let Some(pid) = pid {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM);
-                }
-                match tokio::time::timeout(pool.cfg.kill_grace, child.wait()).await {
-                    Ok(s) => s,
-                    Err(_) => {
-                        let _ = child.start_kill();
-                        child.wait().await
-                    }
-                }
+            _ = w.retire.notified() => {
+                retired = true;
+                terminate(&mut child, pid, pool.cfg.kill_grace).await
             }
+            _ = stop.changed() => terminate(&mut child, pid, pool.cfg.kill_grace).await,
         };
         let status = status
             .map(|s| s.to_string())
@@ -567,6 +588,8 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
             let mut st = w.lock();
             st.pid = None;
             st.stuck.clear();
+            st.retiring = false;
+            st.rss_checked = None;
             (std::mem::take(&mut st.inflight), st.polled)
         };
         pool.exited.notify_waiters();
@@ -578,6 +601,11 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
         }
         if stopping {
             break;
+        }
+        if retired {
+            // Planned: a fresh process at once, no back-off, not a crash.
+            first = true;
+            continue;
         }
         if !polled {
             pool.metrics.init_failures.fetch_add(1, Ordering::Relaxed);
@@ -687,6 +715,11 @@ async fn next(pool: &Arc<Pool>, w: &Arc<Worker>) -> Response<Body> {
             }
         }
     }
+    if retire_if_bloated(pool, w) {
+        // Never answer `/next` with an error: the process is being
+        // stopped and replaced; this poll just waits for that.
+        std::future::pending::<()>().await;
+    }
     let guard = PollGuard(w);
     loop {
         let inv = {
@@ -702,6 +735,18 @@ async fn next(pool: &Arc<Pool>, w: &Arc<Worker>) -> Response<Body> {
         pool.metrics.queued.fetch_sub(1, Ordering::Relaxed);
         if inv.done.is_closed() {
             continue; // its caller gave up while it waited
+        }
+        if w.lock().retiring {
+            // This process is being replaced: the invocation goes back to
+            // the queue for another (run here only if the queue is full).
+            match pool.queue_tx.try_send(inv) {
+                Ok(()) => {
+                    pool.metrics.queued.fetch_add(1, Ordering::Relaxed);
+                    std::future::pending::<()>().await;
+                    unreachable!()
+                }
+                Err(e) => inv = e.into_inner(),
+            }
         }
         let delivered = Instant::now();
         let deadline = delivered + pool.cfg.timeout;
@@ -762,6 +807,41 @@ async fn next(pool: &Arc<Pool>, w: &Arc<Worker>) -> Response<Body> {
         }
         return r;
     }
+}
+
+/// Whether `w` is over the pool's memory bound with nothing in flight, in
+/// which case it is retired (stopped and replaced, as Lambda replaces an
+/// environment that outgrew its MemorySize) instead of getting more work: a
+/// function that leaks loses one process between invocations instead of a
+/// pod to the OOM killer mid-request. Looked at once a second at most.
+fn retire_if_bloated(pool: &Pool, w: &Worker) -> bool {
+    if pool.cfg.recycle_rss == 0 {
+        return false;
+    }
+    let mut st = w.lock();
+    if st.retiring {
+        return true;
+    }
+    if !st.inflight.is_empty()
+        || st
+            .rss_checked
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+    {
+        return false;
+    }
+    st.rss_checked = Some(Instant::now());
+    let Some((_, rss)) = crate::metrics::rss(st.pid) else {
+        return false;
+    };
+    if rss <= pool.cfg.recycle_rss {
+        return false;
+    }
+    st.retiring = true;
+    warn!("replacing a worker over its memory bound", "function" => pool.name(), "worker" => w.index,
+          "pid" => st.pid, "rss_mb" => rss / 1048576, "bound_mb" => pool.cfg.recycle_rss / 1048576);
+    pool.metrics.recycles.fetch_add(1, Ordering::Relaxed);
+    w.retire.notify_one();
+    true
 }
 
 /// Takes the in-flight record of `id`, or answers why there is none (a late

@@ -449,6 +449,44 @@ fn callers_that_hang_up_neither_leak_nor_wedge_a_worker() {
 }
 
 #[test]
+fn a_worker_over_its_memory_bound_is_replaced_between_invocations() {
+    let dir = Dir::new("recycle");
+    let p = fixture_pod(&dir, &["--recycle-rss-mb", "40"], &[]).ready();
+    let r = wire::get(p.addr, "/leak/64");
+    assert_eq!(r.status, 200, "the invocation that grew it is answered");
+    let bloated = r.json()["pid"].as_u64().unwrap();
+    // Its next poll (within a second of the last look) retires it: no
+    // request fails meanwhile, and a fresh process takes over.
+    let mut seen = Vec::new();
+    wait_until("a fresh worker", || {
+        let r = wire::get(p.addr, "/echo/");
+        assert_eq!(r.status, 200, "{}", r.text());
+        seen.push(r.json()["env"]["pid"].as_u64().unwrap());
+        *seen.last().unwrap() != bloated
+    });
+    assert!(!std::path::Path::new(&format!("/proc/{bloated}")).exists());
+    assert_eq!(p.metric("shim_worker_recycles_total"), 1.0);
+    assert_eq!(
+        p.metric("shim_worker_restarts_total"),
+        0.0,
+        "not counted as a crash"
+    );
+    // Under the bound nothing is replaced.
+    let r = wire::get(p.addr, "/leak/1");
+    let pid = r.json()["pid"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_millis(1100));
+    for _ in 0..3 {
+        assert_eq!(
+            wire::get(p.addr, "/echo/").json()["env"]["pid"]
+                .as_u64()
+                .unwrap(),
+            pid
+        );
+    }
+    assert_eq!(p.metric("shim_worker_recycles_total"), 1.0);
+}
+
+#[test]
 fn sigterm_drains_without_losing_in_flight_requests() {
     let dir = Dir::new("drain");
     let mut p = fixture_pod(&dir, &["--concurrency", "2", "--drain-delay", "1"], &[]).ready();

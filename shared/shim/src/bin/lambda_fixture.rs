@@ -96,6 +96,18 @@ async fn handle(req: Request) -> Result<Response<Body>, Error> {
                     std::process::id()
                 )))?)
         }
+        ["leak", mb] => {
+            // Keeps `mb` MiB resident for good: a function that leaks.
+            let mb: usize = mb.parse().unwrap_or(0);
+            let kept: &'static mut [u8] = Vec::leak(vec![1u8; mb << 20]);
+            Ok(Response::builder()
+                .header("content-type", "application/json")
+                .body(Body::Text(format!(
+                    "{{\"kept\":{},\"pid\":{}}}",
+                    kept.len(),
+                    std::process::id()
+                )))?)
+        }
         ["crash"] => {
             eprintln!("fixture: crashing on purpose");
             std::process::exit(70);
