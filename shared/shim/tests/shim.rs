@@ -404,12 +404,14 @@ fn a_crash_fails_only_its_own_request() {
     assert!(p.metric("shim_worker_restarts_total") >= 1.0);
 }
 
-/// Sends `GET path` and hangs up without reading the answer.
-fn hang_up_after_sending(addr: std::net::SocketAddr, path: &str) {
+/// Sends `GET path` without reading the answer; dropping the stream hangs
+/// up.
+fn send_only(addr: std::net::SocketAddr, path: &str) -> std::net::TcpStream {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(s, "GET {path} HTTP/1.1\r\nhost: t\r\n\r\n").unwrap();
     s.flush().unwrap();
+    s
 }
 
 #[test]
@@ -421,19 +423,21 @@ fn callers_that_hang_up_neither_leak_nor_wedge_a_worker() {
         .unwrap();
     // A slow answer whose caller left: in flight until the worker answers,
     // then nothing is counted as running any more.
-    hang_up_after_sending(p.addr, "/sleep/1500");
+    let caller = send_only(p.addr, "/sleep/1500");
     wait_until("the slow one in flight", || {
         p.metric("shim_in_flight") == 1.0
     });
+    drop(caller);
     wait_until("the slow one answered", || {
         p.metric("shim_in_flight") == 0.0
     });
     // A hung invocation whose caller left: its deadline still holds, so the
     // worker is killed and replaced, not held forever.
-    hang_up_after_sending(p.addr, "/hang");
+    let caller = send_only(p.addr, "/hang");
     wait_until("the hung one in flight", || {
         p.metric("shim_in_flight") == 1.0
     });
+    drop(caller);
     wait_until("the wedged worker replaced", || {
         p.metric("shim_worker_restarts_total") >= 1.0
     });
