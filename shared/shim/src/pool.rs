@@ -736,9 +736,9 @@ async fn next(pool: &Arc<Pool>, w: &Arc<Worker>) -> Response<Body> {
         if inv.done.is_closed() {
             continue; // its caller gave up while it waited
         }
-        if w.lock().retiring {
-            // This process is being replaced: the invocation goes back to
-            // the queue for another (run here only if the queue is full).
+        if retire_if_bloated(pool, w) {
+            // This process is (now) being replaced: the invocation goes
+            // back to the queue for another (run here only if it is full).
             match pool.queue_tx.try_send(inv) {
                 Ok(()) => {
                     pool.metrics.queued.fetch_add(1, Ordering::Relaxed);
