@@ -359,11 +359,9 @@ async fn residences(
     )
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(
-        json!({"page": page.page, "page_size": page.page_size, "results": rows.into_iter().map(|r| json!({
+    Ok(Json(page.listing(rows.into_iter().map(|r| json!({
         "id": r.id, "name": r.name, "city": r.city, "owner_id": r.owner_id, "owner_email": r.owner_email,
-        "members": r.members, "tasks": r.tasks, "created_at": r.created_at})).collect::<Vec<_>>()}),
-    ))
+        "members": r.members, "tasks": r.tasks, "created_at": r.created_at})))))
 }
 
 #[derive(Deserialize)]
@@ -387,12 +385,10 @@ async fn tasks(
     )
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(
-        json!({"page": page.page, "page_size": page.page_size, "results": rows.into_iter().map(|t| json!({
+    Ok(Json(page.listing(rows.into_iter().map(|t| json!({
         "id": t.id, "residence_id": t.residence_id, "title": t.title, "next_due_date": t.next_due_date,
         "in_progress": t.in_progress, "is_cancelled": t.is_cancelled, "is_archived": t.is_archived,
-        "created_at": t.created_at})).collect::<Vec<_>>()}),
-    ))
+        "created_at": t.created_at})))))
 }
 
 // ---- lookups -------------------------------------------------------------------------------
@@ -577,12 +573,10 @@ async fn outbox(
     )
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(
-        json!({"page": page.page, "page_size": page.page_size, "results": rows.into_iter().map(|r| json!({
+    Ok(Json(page.listing(rows.into_iter().map(|r| json!({
         "id": r.id, "user_id": r.user_id, "kind": r.kind, "to": r.to_address, "subject": r.subject, "status": r.status,
         "attempts": r.attempts, "next_attempt_at": r.next_attempt_at, "last_error": r.last_error,
-        "created_at": r.created_at, "sent_at": r.sent_at})).collect::<Vec<_>>()}),
-    ))
+        "created_at": r.created_at, "sent_at": r.sent_at})))))
 }
 
 #[derive(Deserialize)]
@@ -623,11 +617,9 @@ async fn onboarding(
     )
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(
-        json!({"page": page.page, "page_size": page.page_size, "results": rows.into_iter().map(|r| json!({
+    Ok(Json(page.listing(rows.into_iter().map(|r| json!({
         "user_id": r.user_id, "email": r.email, "step": r.step, "sent_for": r.sent_for, "sent_at": r.sent_at,
-        "outbox_id": r.outbox_id, "email_status": r.email_status})).collect::<Vec<_>>()}),
-    ))
+        "outbox_id": r.outbox_id, "email_status": r.email_status})))))
 }
 
 #[derive(Deserialize)]
@@ -652,12 +644,10 @@ async fn job_runs(
     )
     .fetch_all(&state.db)
     .await?;
-    Ok(Json(
-        json!({"page": page.page, "page_size": page.page_size, "results": rows.into_iter().map(|r| json!({
+    Ok(Json(page.listing(rows.into_iter().map(|r| json!({
         "job": r.job, "scheduled_for": r.scheduled_for, "status": r.status, "attempts": r.attempts,
         "started_at": r.started_at, "finished_at": r.finished_at, "stats": r.stats, "last_error": r.last_error,
-    })).collect::<Vec<_>>()}),
-    ))
+    })))))
 }
 
 async fn resend(S(state): S<State>, admin: Admin, PathId(id): PathId) -> AppResult<Json<Value>> {

@@ -284,19 +284,7 @@ pub(crate) async fn verify(
         .filter(|s| !s.trim().is_empty())
         .ok_or_else(|| AppError::field("signed_transaction", "Required for ios."))?;
     let tx = apple.transaction(&jws, "signed_transaction")?;
-    let mut db = state.db.begin().await?;
-    apply(
-        &mut db,
-        Some(user.id),
-        &tx,
-        &format!("transaction:{}", tx.id),
-        "verify",
-        &tx.payload,
-    )
-    .await?;
-    let out = plan_json(&mut db, user.id).await?;
-    db.commit().await?;
-    Ok(Json(out))
+    record_for(&state, user.id, &[tx], "verify").await
 }
 
 #[derive(Deserialize)]
@@ -326,19 +314,23 @@ pub(crate) async fn restore(
     }
     // Oldest end first, so the latest transaction decides the plan.
     txs.sort_by_key(|t| t.ends_at);
+    record_for(&state, user.id, &txs, "restore").await
+}
+
+/// Applies verified transactions a user sent (`kind`: verify, restore)
+/// in one database transaction and answers with the resulting plan.
+async fn record_for(
+    state: &State,
+    user_id: i64,
+    txs: &[Transaction],
+    kind: &str,
+) -> AppResult<Json<Value>> {
     let mut db = state.db.begin().await?;
-    for tx in &txs {
-        apply(
-            &mut db,
-            Some(user.id),
-            tx,
-            &format!("transaction:{}", tx.id),
-            "restore",
-            &tx.payload,
-        )
-        .await?;
+    for tx in txs {
+        let key = format!("transaction:{}", tx.id);
+        apply(&mut db, Some(user_id), tx, &key, kind, &tx.payload).await?;
     }
-    let out = plan_json(&mut db, user.id).await?;
+    let out = plan_json(&mut db, user_id).await?;
     db.commit().await?;
     Ok(Json(out))
 }

@@ -51,6 +51,19 @@ impl Page {
     pub fn offset(&self) -> i64 {
         (self.page - 1).saturating_mul(self.page_size)
     }
+
+    /// A page without a total (the admin listings):
+    /// `{page, page_size, results}`.
+    pub fn listing(
+        &self,
+        results: impl IntoIterator<Item = serde_json::Value>,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "page": self.page,
+            "page_size": self.page_size,
+            "results": results.into_iter().collect::<Vec<_>>(),
+        })
+    }
 }
 
 impl Default for Page {
