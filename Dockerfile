@@ -72,6 +72,7 @@ ENV SHIM_TEMPLATE=/var/task/template.yaml \
     SHIM_BIN_DIR=/var/task \
     SHIM_FUNCTION=${FUNCTION}
 USER 65532:65532
-EXPOSE 8080
+# 8080: the function's routes; 9090: probes and metrics (never behind a Service).
+EXPOSE 8080 9090
 ENTRYPOINT ["/shim"]
 CMD ["pod"]

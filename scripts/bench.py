@@ -119,14 +119,14 @@ def with_machine_cpu(run):
 
 
 def shim_rss(port):
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/_shim/metrics").read().decode()
+    text = urllib.request.urlopen(f"http://127.0.0.2:{port}/_shim/metrics").read().decode()
     m = re.search(r'shim_peak_resident_memory_bytes\{process="shim"\} (\d+)', text)
     f = re.findall(r'shim_peak_resident_memory_bytes\{process="bench-noop",pid="\d+"\} (\d+)', text)
     return int(m.group(1)), [int(x) for x in f]
 
 
 def shim_pod(port, workers, concurrency, env=None):
-    return start([os.path.join(REL, "shim"), "pod", "--function", "bench-noop", "--listen", f"127.0.0.1:{port}",
+    return start([os.path.join(REL, "shim"), "pod", "--function", "bench-noop", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.2:{port}",
                   "--workers", str(workers), "--concurrency", str(concurrency), "--drain-delay", "0",
                   "--bin-dir", REL, "--timeout", "30", "--", os.path.join(REL, "bench-noop")],
                  env={"AWS_LAMBDA_LOG_LEVEL": "error", **(env or {})})
@@ -171,7 +171,7 @@ def main():
         # shim, N one-at-a-time workers (like N Lambda instances)
         port = free_port()
         p = shim_pod(port, N, 1)
-        wait_ok(f"http://127.0.0.1:{port}/_shim/ready")
+        wait_ok(f"http://127.0.0.2:{port}/_shim/ready")
         results[f"shim noop c16 workers={N}"] = with_cpu(p.pid, lambda: wrk(f"http://127.0.0.1:{port}/noop", CONC))
         results["shim noop c1"] = with_cpu(p.pid, lambda: wrk(f"http://127.0.0.1:{port}/noop", 1, 1))
         stop(p)
@@ -179,7 +179,7 @@ def main():
         # shim, one concurrent worker (how our functions run)
         port = free_port()
         p = shim_pod(port, 1, CONC, env={"DATABASE_URL": db or ""})
-        wait_ok(f"http://127.0.0.1:{port}/_shim/ready")
+        wait_ok(f"http://127.0.0.2:{port}/_shim/ready")
         results["shim noop c16 concurrency=16"] = with_cpu(p.pid, lambda: wrk(f"http://127.0.0.1:{port}/noop", CONC))
         if db:
             results["shim db c16 concurrency=16"] = wrk(f"http://127.0.0.1:{port}/users", CONC)

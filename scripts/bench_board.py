@@ -62,14 +62,14 @@ def main():
 
     port = free_port()
     env = dict(os.environ, AWS_LAMBDA_LOG_LEVEL="error", DATABASE_URL=DB)
-    p = subprocess.Popen([os.path.join(REL, "shim"), "pod", "--function", "api-tasks", "--listen", f"127.0.0.1:{port}",
+    p = subprocess.Popen([os.path.join(REL, "shim"), "pod", "--function", "api-tasks", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.2:{port}",
                           "--bin-dir", REL, "--concurrency", "16", "--drain-delay", "0"],
                          cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
-                if urllib.request.urlopen(f"http://127.0.0.1:{port}/_shim/ready", timeout=1).status == 200:
+                if urllib.request.urlopen(f"http://127.0.0.2:{port}/_shim/ready", timeout=1).status == 200:
                     break
             except Exception:
                 time.sleep(0.05)

@@ -31,13 +31,16 @@ mkdir -p "$layout/var/task"
 cp "$out/shim" "$layout/shim"
 cp "$out/$FUNCTION" "$layout/var/task/$FUNCTION"
 cp template.yaml "$layout/var/task/template.yaml"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-# The image's ENV and CMD (Dockerfile), with the listen address moved off 8080.
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+admin=$(free_port)
+# The image's ENV and CMD (Dockerfile), with the listen addresses moved off
+# 8080 and 9090.
 ( cd / && exec env -i PATH=/nonexistent SHIM_TEMPLATE="$layout/var/task/template.yaml" \
-    SHIM_BIN_DIR="$layout/var/task" SHIM_FUNCTION="$FUNCTION" SHIM_LISTEN="127.0.0.1:$port" \
+    SHIM_BIN_DIR="$layout/var/task" SHIM_FUNCTION="$FUNCTION" SHIM_LISTEN="127.0.0.1:$port" SHIM_ADMIN_LISTEN="127.0.0.1:$admin" \
     "$layout/shim" pod ) >"$layout/log" 2>&1 &
 pid=$!
-get() { python3 - "$port" "$1" <<'PY'
+get() { python3 - "${2:-$port}" "$1" <<'PY'
 import sys, time, urllib.request
 port, path = sys.argv[1], sys.argv[2]
 deadline = time.time() + 20
@@ -53,7 +56,7 @@ while True:
     time.sleep(0.05)
 PY
 }
-get /_shim/live && get /_shim/ready && get /api/health/ || { cat "$layout/log" >&2; exit 1; }
+get /_shim/live "$admin" && get /_shim/ready "$admin" && get /api/health/ || { cat "$layout/log" >&2; exit 1; }
 kill -TERM "$pid"
 if ! wait "$pid"; then
   echo "image-check: the entrypoint did not exit 0 on SIGTERM" >&2

@@ -81,17 +81,21 @@ for o in "${OVERLAYS[@]}"; do
 done
 check "schemas traefik" "$PY" - "$K3S/traefik/helmchartconfig.yaml" <<'EOF'
 # HelmChartConfig has no schema here: check its shape and that valuesContent
-# is a YAML mapping that turns Traefik into a hostNetwork DaemonSet.
+# is a YAML mapping that makes Traefik a DaemonSet on hostPorts 80/443 in the
+# pod network (the NetworkPolicies select its pods), HTTPS with a redirect.
 import sys, yaml
 (d,) = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
 assert d["apiVersion"] == "helm.cattle.io/v1" and d["kind"] == "HelmChartConfig", d.get("kind")
 assert d["metadata"] == {"name": "traefik", "namespace": "kube-system"}, d["metadata"]
 v = yaml.safe_load(d["spec"]["valuesContent"])
 assert isinstance(v, dict), "valuesContent is not a mapping"
-assert v["deployment"]["kind"] == "DaemonSet" and v["hostNetwork"] is True
-assert (v["ports"]["web"]["port"], v["ports"]["websecure"]["port"]) == (80, 443)
+assert v["deployment"]["kind"] == "DaemonSet" and not v.get("hostNetwork")
+assert (v["ports"]["web"]["hostPort"], v["ports"]["websecure"]["hostPort"]) == (80, 443)
+assert v["ports"]["web"]["redirections"]["entryPoint"]["to"] == "websecure"
+assert v["ports"]["websecure"]["tls"]["enabled"] is True
+assert v["providers"]["kubernetesIngress"]["allowEmptyServices"] is True
 assert v["updateStrategy"]["rollingUpdate"]["maxSurge"] == 0
-print("valuesContent parses; DaemonSet, hostNetwork, :80/:443")
+print("valuesContent parses; DaemonSet, hostPorts :80/:443, HTTPS redirect")
 EOF
 
 # --- 3. consistency ------------------------------------------------------------
@@ -121,8 +125,8 @@ for w in workloads:
     comp = labels.get("app.kubernetes.io/component")
     if labels.get("app.kubernetes.io/part-of") != "honeydue":
         problems.append(f"{name(w)}: pods lack app.kubernetes.io/part-of=honeydue")
-    if comp not in ("function", "cache"):
-        problems.append(f"{name(w)}: pods' app.kubernetes.io/component is {comp!r}, not function or cache")
+    if comp not in ("function", "cache", "edge"):
+        problems.append(f"{name(w)}: pods' app.kubernetes.io/component is {comp!r}, not function, edge or cache")
     if comp == "function":
         trigger = labels.get("honeydue.io/trigger")
         want = {"Deployment": "http", "CronJob": "schedule", "Job": "job"}[w["kind"]]
@@ -163,6 +167,21 @@ for s in by_kind.get("Service", []):
         if isinstance(tp, str) and tp not in names:
             problems.append(f"{name(s)}: targetPort {tp} is no named container port")
     services[s["metadata"]["name"]] = {p.get("name") for p in s["spec"]["ports"]} | {p["port"] for p in s["spec"]["ports"]}
+    # The shim's admin port (probes, metrics) is never behind a Service.
+    for p in s["spec"]["ports"]:
+        if p.get("targetPort") in ("admin", 9090):
+            problems.append(f"{name(s)}: exposes the admin port")
+# Probes hit the admin port, which every shim pod declares.
+for d in by_kind.get("Deployment", []):
+    for c in pod_template(d)["spec"]["containers"]:
+        if c.get("args", [None])[0] not in ("pod", "errors"):
+            continue
+        ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+        if ports.get("admin") != 9090 or ports.get("http") != 8080:
+            problems.append(f"{name(d)}: ports {ports}, want http 8080 and admin 9090")
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if c.get(probe, {}).get("httpGet", {}).get("port") != "admin":
+                problems.append(f"{name(d)}: {probe} is not on the admin port")
 # The Ingress routes to rendered Services and, in an overlay, has a host.
 for ing in by_kind.get("Ingress", []):
     for rule in ing["spec"].get("rules", []):
@@ -184,6 +203,63 @@ EOF
 for o in "${OVERLAYS[@]}"; do
   [ -f "$OUT/$o.yaml" ] && check "consistency $o" consistency "$OUT/$o.yaml" "$o"
 done
+
+# --- 3b. releases -----------------------------------------------------------------
+# Two releases of the production overlay, rendered as `make release` +
+# `kubectl apply -k` would apply them: every image at the release's tag (no
+# dev/latest/unreleased, none untagged), no Job keeping its name while its
+# pod template changes (Jobs are immutable: the second apply would fail),
+# and no Deployment that an HPA scales setting replicas (every apply would
+# reset it).
+releases() {
+  local tmp; tmp=$(mktemp -d) || return 1
+  for tag in 0123456789ab fedcba987654; do
+    mkdir -p "$tmp/$tag" && cp -r "$K3S" "$tmp/$tag/k3s" &&
+      scripts/release.sh "$tag" "$tmp/$tag/k3s/overlays/production" &&
+      kubectl kustomize "$tmp/$tag/k3s/overlays/production" -o "$tmp/$tag.yaml" || { rm -rf "$tmp"; return 1; }
+  done
+  "$PY" - "$tmp/0123456789ab.yaml" "$tmp/fedcba987654.yaml" <<'PY'
+import json, sys, yaml
+problems = []
+releases = []
+for path, tag in zip(sys.argv[1:], ("0123456789ab", "fedcba987654")):
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    releases.append((tag, docs))
+    hpa_targets = {d["spec"]["scaleTargetRef"]["name"] for d in docs if d["kind"] == "HorizontalPodAutoscaler"}
+    for d in docs:
+        spec = d.get("spec", {})
+        if d["kind"] == "CronJob":
+            spec = spec["jobTemplate"]["spec"]
+        if d["kind"] not in ("Deployment", "CronJob", "Job"):
+            continue
+        n = f'{d["kind"]}/{d["metadata"]["name"]}'
+        for c in spec["template"]["spec"]["containers"]:
+            image = c["image"]
+            repo, _, t = image.rpartition(":")
+            if "/" in t or not repo:
+                problems.append(f"release {tag}: {n}: image {image} has no tag")
+            elif t in ("dev", "latest", "unreleased"):
+                problems.append(f"release {tag}: {n}: image {image}")
+            elif "/honeydue/" in image and t != tag:
+                problems.append(f"release {tag}: {n}: image {image} is not at {tag}")
+        if d["kind"] == "Deployment" and d["metadata"]["name"] in hpa_targets and "replicas" in d["spec"]:
+            problems.append(f"release {tag}: {n} sets replicas although an HPA owns them")
+(ta, a), (tb, b) = releases
+jobs_b = {d["metadata"]["name"]: d for d in b if d["kind"] == "Job"}
+for d in a:
+    if d["kind"] != "Job":
+        continue
+    other = jobs_b.get(d["metadata"]["name"])
+    if other and json.dumps(other["spec"]["template"], sort_keys=True) != json.dumps(d["spec"]["template"], sort_keys=True):
+        problems.append(f"Job/{d['metadata']['name']} keeps its name from {ta} to {tb} while its pod template changes")
+print("\n".join(problems) or f"releases {ta} and {tb}: every image pinned, Jobs renamed per release, HPA-owned replicas left alone")
+sys.exit(1 if problems else 0)
+PY
+  local rc=$?
+  rm -rf "$tmp"
+  return $rc
+}
+check "releases" releases
 
 # --- 4. checkov ----------------------------------------------------------------
 # Skipped everywhere, on purpose:

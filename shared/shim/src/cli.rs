@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::event::PayloadFormat;
 use crate::pool::{InvokeError, InvokeMeta, Outcome, Pool, PoolConfig};
-use crate::server::{default_trusted, Cidr, Front};
+use crate::server::{default_trusted, Cidr, Front, Ops};
 use crate::template::{FunctionSpec, Template};
 use crate::{error, info};
 
@@ -50,6 +50,9 @@ pub enum Mode {
     Gateway(GatewayArgs),
     /// Deliver one event to a function, print its answer, exit with its status.
     Invoke(InvokeArgs),
+    /// Serve error pages for a proxy: `GET /_edge/<status>` answers that
+    /// status with the JSON error shape (the proxy's errors middleware).
+    Errors(ErrorsArgs),
     /// Render the k3s manifests derived from the template (or check them).
     K3s(K3sArgs),
 }
@@ -158,9 +161,18 @@ pub struct PodArgs {
     /// The function (its binary name or logical id in the template).
     #[arg(long, env = "SHIM_FUNCTION")]
     pub function: String,
-    /// Address to serve HTTP on.
+    /// Address to serve the function's routes on (and nothing else).
     #[arg(long, env = "SHIM_LISTEN", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
+    /// Address of the admin listener: probes, metrics and (with
+    /// --invoke-api) the emulator's invoke path. Keep it out of every
+    /// Service the proxy routes to.
+    #[arg(long, env = "SHIM_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Serve the Runtime Interface Emulator's invoke path
+    /// (`POST /2015-03-31/functions/NAME/invocations`) on the admin listener.
+    #[arg(long, env = "SHIM_INVOKE_API")]
+    pub invoke_api: bool,
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
@@ -176,10 +188,53 @@ pub struct GatewayArgs {
     /// Address to serve HTTP on.
     #[arg(long, env = "SHIM_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
+    /// A separate admin listener for probes, metrics and the emulator's
+    /// invoke path (default: they share the HTTP port, for local use).
+    #[arg(long, env = "SHIM_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
     #[command(flatten)]
     pub common: Common,
     #[command(flatten)]
     pub serve: Serve,
+}
+
+/// `shim errors`.
+#[derive(Debug, Args)]
+pub struct ErrorsArgs {
+    /// Address to serve the error pages on.
+    #[arg(long, env = "SHIM_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    /// Address of the admin listener (probes, metrics).
+    #[arg(long, env = "SHIM_ADMIN_LISTEN", default_value = "0.0.0.0:9090")]
+    pub admin_listen: SocketAddr,
+    /// Seconds to keep serving after SIGTERM while readiness already fails.
+    #[arg(long, env = "SHIM_DRAIN_DELAY", default_value_t = 2.0)]
+    pub drain_delay: f64,
+}
+
+fn errors(a: ErrorsArgs) -> i32 {
+    let rt = runtime(1);
+    rt.block_on(async move {
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))
+        };
+        let (listener, admin) = match (bind(a.listen).await, bind(a.admin_listen).await) {
+            (Ok(l), Ok(m)) => (l, m),
+            (Err(e), _) | (_, Err(e)) => return usage(&e),
+        };
+        let ops = Ops {
+            on_public_port: false,
+            invoke_api: false,
+            error_pages: true,
+        };
+        let front = Arc::new(Front::new(Vec::new(), PayloadFormat::V2, Vec::new(), ops));
+        info!("serving error pages", "addr" => a.listen.to_string(), "admin" => a.admin_listen.to_string());
+        let delay = Duration::from_secs_f64(a.drain_delay.max(0.0));
+        front.serve(listener, Some(admin), shutdown_signal(), delay).await;
+        exit::OK
+    })
 }
 
 /// `shim invoke`.
@@ -358,7 +413,17 @@ pub fn run(cli: Cli) -> i32 {
                 Ok(t) => t,
                 Err(e) => return usage(&e),
             };
-            serve(vec![cfg], a.listen, &a.common, &a.serve, trusted)
+            let ops = Ops {
+                on_public_port: false,
+                invoke_api: a.invoke_api,
+                error_pages: false,
+            };
+            let listen = Listen {
+                public: a.listen,
+                admin: Some(a.admin_listen),
+                ops,
+            };
+            serve(vec![cfg], listen, &a.common, &a.serve, trusted)
         }
         Mode::Gateway(a) => {
             let template = match Template::load(&a.common.template) {
@@ -383,16 +448,33 @@ pub fn run(cli: Cli) -> i32 {
                 Ok(t) => t,
                 Err(e) => return usage(&e),
             };
-            serve(cfgs, a.listen, &a.common, &a.serve, trusted)
+            let listen = Listen {
+                public: a.listen,
+                admin: a.admin_listen,
+                ops: Ops {
+                    on_public_port: a.admin_listen.is_none(),
+                    invoke_api: true,
+                    error_pages: false,
+                },
+            };
+            serve(cfgs, listen, &a.common, &a.serve, trusted)
         }
         Mode::Invoke(a) => invoke(a),
+        Mode::Errors(a) => errors(a),
         Mode::K3s(a) => k3s(a),
     }
 }
 
+/// The listeners of a serving mode.
+struct Listen {
+    public: SocketAddr,
+    admin: Option<SocketAddr>,
+    ops: Ops,
+}
+
 fn serve(
     cfgs: Vec<PoolConfig>,
-    listen: SocketAddr,
+    listen: Listen,
     common: &Common,
     s: &Serve,
     trusted: Vec<Cidr>,
@@ -401,9 +483,16 @@ fn serve(
     let payload = s.payload;
     let drain_delay = Duration::from_secs_f64(s.drain_delay.max(0.0));
     rt.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(listen).await {
+        let listener = match tokio::net::TcpListener::bind(listen.public).await {
             Ok(l) => l,
-            Err(e) => return usage(&format!("cannot listen on {listen}: {e}")),
+            Err(e) => return usage(&format!("cannot listen on {}: {e}", listen.public)),
+        };
+        let admin = match listen.admin {
+            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+                Ok(l) => Some(l),
+                Err(e) => return usage(&format!("cannot listen on {addr}: {e}")),
+            },
+            None => None,
         };
         let mut pools = Vec::new();
         for c in cfgs {
@@ -416,10 +505,11 @@ fn serve(
                 Err(e) => return usage(&format!("cannot start {name}: {e}")),
             }
         }
-        let front = Arc::new(Front::new(pools, payload, trusted));
+        let front = Arc::new(Front::new(pools, payload, trusted, listen.ops));
         info!("listening", "addr" => listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+              "admin" => admin.as_ref().and_then(|l| l.local_addr().ok()).map(|a| a.to_string()).unwrap_or_default(),
               "routes" => front.router.len());
-        front.serve(listener, shutdown_signal(), drain_delay).await;
+        front.serve(listener, admin, shutdown_signal(), drain_delay).await;
         exit::OK
     })
 }

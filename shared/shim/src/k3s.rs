@@ -29,8 +29,31 @@ use serde_json::{json, Value};
 
 use crate::template::{FunctionSpec, Template};
 
-/// The port `shim pod` listens on (its `--listen` default).
+/// The port `shim pod` serves the function's routes on (its `--listen`
+/// default): the only port the Service exposes.
 pub const POD_PORT: u16 = 8080;
+/// The port of the shim's admin listener (`--admin-listen` default): probes
+/// and metrics, reached by the kubelet and Prometheus, never by Traefik.
+pub const ADMIN_PORT: u16 = 9090;
+/// The readiness probe: every `READY_PERIOD_S` seconds, not ready after
+/// `READY_FAILURES` failures in a row.
+pub const READY_PERIOD_S: u64 = 2;
+/// See [`READY_PERIOD_S`].
+pub const READY_FAILURES: u64 = 2;
+/// How long Traefik's Kubernetes providers may sit on a change before they
+/// apply it (its `providersThrottleDuration`, 2 s by default).
+pub const PROXY_PROVIDER_DELAY_S: u64 = 2;
+/// Time for the watch to carry an EndpointSlice change to the proxy.
+pub const DRAIN_MARGIN_S: u64 = 2;
+/// Seconds a pod keeps serving after SIGTERM (`SHIM_DRAIN_DELAY`): its
+/// endpoint may leave only through failed readiness probes (a node drain,
+/// a slow watch), so the delay outlasts the probes' period × failure
+/// threshold, plus the proxy's provider delay and a margin. Then no request
+/// is sent to a pod that stopped taking them.
+pub const DRAIN_DELAY_S: u64 =
+    READY_PERIOD_S * READY_FAILURES + PROXY_PROVIDER_DELAY_S + DRAIN_MARGIN_S;
+/// The shim's SIGTERM-to-SIGKILL grace for its workers (`--kill-grace`).
+pub const KILL_GRACE_S: u64 = 2;
 /// The shim's probe paths.
 pub const LIVE_PATH: &str = "/_shim/live";
 /// Readiness: every worker initialised and not draining.
@@ -210,20 +233,27 @@ fn service_account(f: &FunctionSpec) -> Value {
 
 fn http_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Value>, String> {
     let mut c = container(f, t, inputs, vec!["pod", "--function", &f.name])?;
-    c["ports"] = json!([{"name": "http", "containerPort": POD_PORT, "protocol": "TCP"}]);
-    let probe = |path: &str, period: u64, failures: u64| json!({"httpGet": {"path": path, "port": "http"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2});
+    c["ports"] = json!([
+        {"name": "http", "containerPort": POD_PORT, "protocol": "TCP"},
+        {"name": "admin", "containerPort": ADMIN_PORT, "protocol": "TCP"},
+    ]);
+    c["env"]
+        .as_array_mut()
+        .expect("env")
+        .push(json!({"name": "SHIM_DRAIN_DELAY", "value": DRAIN_DELAY_S.to_string()}));
+    let probe = |path: &str, period: u64, failures: u64| json!({"httpGet": {"path": path, "port": "admin"}, "periodSeconds": period, "failureThreshold": failures, "timeoutSeconds": 2});
     // Startup: the shim answers at all (it is up in milliseconds; workers
     // may take longer and are readiness' business). Readiness: workers
     // initialised, not draining (a function whose schema is behind stays
     // out of the Service instead of being restarted). Liveness: the shim's
-    // own loop.
+    // own loop. All on the admin port, which no Service exposes.
     c["startupProbe"] = probe(LIVE_PATH, 1, 30);
-    c["readinessProbe"] = probe(READY_PATH, 2, 2);
+    c["readinessProbe"] = probe(READY_PATH, READY_PERIOD_S, READY_FAILURES);
     c["livenessProbe"] = probe(LIVE_PATH, 10, 3);
-    // Drain: readiness fails at once, the shim serves for SHIM_DRAIN_DELAY
-    // (2 s) while endpoints update, then waits for in-flight requests (at
-    // most the timeout) and stops its workers (kill grace 2 s).
-    let grace = f.timeout_secs + 2 + 2 + 5;
+    // SIGTERM: readiness fails at once, the shim serves for the drain
+    // delay, then waits for in-flight requests (at most the timeout) and
+    // stops its workers (kill grace); a few seconds spare.
+    let grace = DRAIN_DELAY_S + f.timeout_secs + KILL_GRACE_S + 3;
     let mut pod = pod_spec(f, c, None, grace);
     pod["topologySpreadConstraints"] = json!([{
         "maxSkew": 1,
@@ -238,8 +268,9 @@ fn http_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Valu
             "apiVersion": "apps/v1",
             "kind": "Deployment",
             "metadata": {"name": f.name, "labels": l, "annotations": annotations()},
+            // No `replicas`: one pod until an HPA (production) owns the
+            // count; a value here would reset it on every apply.
             "spec": {
-                "replicas": 1,
                 "revisionHistoryLimit": 5,
                 "selector": {"matchLabels": selector(f)},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},

@@ -22,7 +22,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::body::{full, read_limited, Body, ReadError};
+use crate::body::{full, linger, read_limited, Body, ReadError};
 use crate::metrics::Metrics;
 use crate::template::FunctionSpec;
 use crate::{error, info, warn};
@@ -891,7 +891,9 @@ async fn response(
             let _ = inflight.done.send(Outcome::Response(b));
             json_response(StatusCode::ACCEPTED, serde_json::json!({"status": "OK"}))
         }
-        Err(ReadError::TooLarge) => {
+        Err(ReadError::TooLarge(rest)) => {
+            // The runtime client writes its whole answer before it reads.
+            linger(rest);
             let _ = inflight.done.send(Outcome::TooLarge);
             warn!("response over the payload limit", "function" => pool.name(), "requestId" => id);
             runtime_error(

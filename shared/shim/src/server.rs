@@ -16,7 +16,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
-use crate::body::{full, read_limited, Body, ChannelBody, ReadError};
+use crate::body::{full, linger, read_limited, Body, ChannelBody, ReadError};
 use crate::event::{build_event, decode_answer, PayloadFormat, RequestInfo};
 use crate::metrics::{self, Kind};
 use crate::pool::{InvokeError, InvokeMeta, Outcome, Pool, Timing, PAYLOAD_LIMIT};
@@ -126,7 +126,105 @@ pub struct Front {
     pub payload: PayloadFormat,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted: Vec<Cidr>,
+    /// Where the shim's own endpoints are served.
+    pub ops: Ops,
     draining: AtomicBool,
+}
+
+/// Where the shim's own endpoints (`/_shim/live`, `/_shim/ready`,
+/// `/_shim/metrics`, and the emulator's invoke path when enabled) are
+/// served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ops {
+    /// On the public port too (local gateway); otherwise only on the admin
+    /// listener, which no Service routes to the proxy.
+    pub on_public_port: bool,
+    /// `POST /2015-03-31/functions/NAME/invocations` (the Runtime Interface
+    /// Emulator's path): it takes any hand-made event, so it is off unless
+    /// asked for.
+    pub invoke_api: bool,
+    /// Serve error pages instead of functions (`shim errors`): see
+    /// [`error_page`].
+    pub error_pages: bool,
+}
+
+/// An error page for a proxy (`shim errors`): `GET /_edge/<status>` answers
+/// that status with the JSON error shape every other error has, so errors
+/// the proxy makes itself (its rate limit, body limit, no endpoint, a dead
+/// upstream) read like the functions' and the shim's. Any other path is a
+/// 404 (`no route`): the proxy's catch-all route for unknown hosts and paths
+/// lands here too.
+pub fn error_page(method: &http::Method, path: &str) -> Response<Body> {
+    let status = path
+        .strip_prefix("/_edge/")
+        .and_then(|s| s.parse::<u16>().ok())
+        .filter(|s| (400..=599).contains(s))
+        .and_then(|s| StatusCode::from_u16(s).ok());
+    let (status, code, message, retry_after) = match status {
+        None => (
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no route for {method} {path}"),
+            None,
+        ),
+        Some(s) => match s.as_u16() {
+            404 => (s, "not_found", "no route for this request".into(), None),
+            413 => (
+                s,
+                "payload_too_large",
+                "the request body is over the limit (6 MB)".into(),
+                None,
+            ),
+            429 => (
+                s,
+                "rate_limited",
+                "too many requests; retry after the time in Retry-After".into(),
+                Some("1"),
+            ),
+            502 => (
+                s,
+                "bad_gateway",
+                "the service did not answer properly; retry".into(),
+                None,
+            ),
+            503 => (
+                s,
+                "unavailable",
+                "the service is unavailable right now; retry after the time in Retry-After".into(),
+                Some("1"),
+            ),
+            504 => (
+                s,
+                "timeout",
+                "the service did not answer in time".into(),
+                None,
+            ),
+            _ => (
+                s,
+                "error",
+                s.canonical_reason().unwrap_or("error").to_ascii_lowercase(),
+                None,
+            ),
+        },
+    };
+    let body = serde_json::json!({"error": {"code": code, "message": message, "source": "edge"}});
+    let mut r = plain(status, "application/json", body.to_string());
+    if let Some(v) = retry_after {
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(v));
+    }
+    r.headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    r
+}
+
+/// Which listener a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// The function's routes (what the Service exposes).
+    Public,
+    /// Probes, metrics, the emulator path.
+    Admin,
 }
 
 fn shim_error(status: StatusCode, kind: &str, message: &str, request_id: &str) -> Response<Body> {
@@ -161,17 +259,39 @@ fn epoch_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// The shim's 413. The connection closes after it: the rest of the body is
+/// read and thrown away ([`linger`]), never parsed as a next request.
+fn too_large(request_id: &str) -> Response<Body> {
+    let mut r = shim_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is over 6 MB",
+        request_id,
+    );
+    r.headers_mut()
+        .insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    r
+}
+
+/// Lets a request that is answered without its body send the body anyway
+/// (see [`linger`]), unless it has none.
+fn linger_unless_empty(req: Request<Incoming>) {
+    use hyper::body::Body as _;
+    let body = req.into_body();
+    if !body.is_end_stream() {
+        linger(body);
+    }
+}
+
 /// Reads a request body within the payload limit, or the shim's own 413 /
 /// 400 answer.
 async fn read_body(body: Incoming, request_id: &str) -> Result<Bytes, Box<Response<Body>>> {
     read_limited(body, PAYLOAD_LIMIT).await.map_err(|e| {
         Box::new(match e {
-            ReadError::TooLarge => shim_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is over 6 MB",
-                request_id,
-            ),
+            ReadError::TooLarge(rest) => {
+                linger(rest);
+                too_large(request_id)
+            }
             ReadError::Broken => shim_error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
@@ -210,7 +330,12 @@ fn report(function: &str, request_id: &str, status: u16, kind: Kind, started: In
 impl Front {
     /// A front over `pools`, routing with each pool's template routes (a
     /// pool without routes gets a catch-all).
-    pub fn new(pools: Vec<Arc<Pool>>, payload: PayloadFormat, trusted: Vec<Cidr>) -> Self {
+    pub fn new(
+        pools: Vec<Arc<Pool>>,
+        payload: PayloadFormat,
+        trusted: Vec<Cidr>,
+        ops: Ops,
+    ) -> Self {
         let mut router = Router::default();
         for (i, p) in pools.iter().enumerate() {
             if p.cfg.spec.routes.is_empty() {
@@ -225,6 +350,7 @@ impl Front {
             router,
             payload,
             trusted,
+            ops,
             draining: AtomicBool::new(false),
         }
     }
@@ -234,20 +360,38 @@ impl Front {
         !self.draining.load(Ordering::Relaxed) && self.pools.iter().all(|p| p.ready())
     }
 
-    /// Handles one request.
+    /// Handles one request that came in on `port`.
     pub async fn handle(
         self: &Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
+        port: Port,
     ) -> Response<Body> {
-        let path = req.uri().path();
-        if let Some(op) = path.strip_prefix("/_shim/") {
-            return self.operations(op);
+        if port == Port::Public && self.ops.error_pages {
+            let page = error_page(req.method(), req.uri().path());
+            linger_unless_empty(req);
+            return page;
         }
-        if let Some(rest) = path.strip_prefix("/2015-03-31/functions/") {
-            if let Some(name) = rest.strip_suffix("/invocations") {
+        if port == Port::Admin || self.ops.on_public_port {
+            let path = req.uri().path();
+            if let Some(op) = path.strip_prefix("/_shim/") {
+                return self.operations(op);
+            }
+            if let Some(name) = path
+                .strip_prefix("/2015-03-31/functions/")
+                .and_then(|rest| rest.strip_suffix("/invocations"))
+                .filter(|_| self.ops.invoke_api)
+            {
                 let name = name.to_string();
                 return self.direct_invoke(&name, req).await;
+            }
+            if port == Port::Admin {
+                return shim_error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    "no such shim endpoint",
+                    "",
+                );
             }
         }
         self.http_invoke(req, peer).await
@@ -471,6 +615,7 @@ impl Front {
                 params,
             } => (*target, route_key.to_string(), params),
             Match::MethodNotAllowed(allowed) => {
+                linger_unless_empty(req);
                 let mut r = shim_error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
@@ -483,12 +628,13 @@ impl Front {
                 return r;
             }
             Match::NotFound => {
+                linger_unless_empty(req);
                 return shim_error(
                     StatusCode::NOT_FOUND,
                     "not_found",
                     &format!("no route for {method} {path}"),
                     &request_id,
-                )
+                );
             }
         };
         let pool = self.pools[index].clone();
@@ -498,12 +644,16 @@ impl Front {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|n| n > PAYLOAD_LIMIT as u64) {
-            return shim_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                "the request body is over 6 MB",
-                &request_id,
-            );
+            // A client waiting for `100 Continue` sends nothing more; any
+            // other is sending the body now and must be let finish.
+            let waits = req
+                .headers()
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+            if !waits {
+                linger(req.into_body());
+            }
+            return too_large(&request_id);
         }
         let (parts, body) = req.into_parts();
         let body = match read_body(body, &request_id).await {
@@ -629,51 +779,34 @@ impl Front {
 
     /// Serves until `shutdown` resolves, then drains: readiness fails at
     /// once, requests keep being served for `drain_delay` (while the load
-    /// balancer notices), then no new connections are taken, in-flight work
-    /// finishes within its deadline, and the workers are stopped.
+    /// balancer notices), then no new connections are taken, open ones are
+    /// closed as soon as they are idle, in-flight work finishes within its
+    /// deadline, and the workers are stopped. The admin listener (probes,
+    /// metrics) answers until the end.
     pub async fn serve(
         self: Arc<Self>,
         listener: TcpListener,
+        admin: Option<TcpListener>,
         shutdown: impl std::future::Future<Output = ()>,
         drain_delay: Duration,
     ) {
         let anchor = tokio::spawn(timer_anchor());
-        let accept = {
-            let front = self.clone();
-            tokio::spawn(async move {
-                loop {
-                    let (stream, peer) = match listener.accept().await {
-                        Ok(s) => s,
-                        Err(e) => {
-                            warn!("accept failed", "error" => e.to_string());
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let front = front.clone();
-                    tokio::spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let front = front.clone();
-                            async move {
-                                Ok::<_, std::convert::Infallible>(front.handle(req, peer).await)
-                            }
-                        });
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .keep_alive(true)
-                            .max_header_size(64 * 1024)
-                            .serve_connection(TokioIo::new(stream), svc)
-                            .await;
-                    });
-                }
-            })
-        };
+        let (closing_tx, closing) = tokio::sync::watch::channel(false);
+        let public = tokio::spawn(accept_loop(
+            self.clone(),
+            listener,
+            Port::Public,
+            closing.clone(),
+        ));
+        let admin =
+            admin.map(|l| tokio::spawn(accept_loop(self.clone(), l, Port::Admin, closing.clone())));
         shutdown.await;
         let began = Instant::now();
         self.draining.store(true, Ordering::Relaxed);
         info!("draining", "drain_delay_ms" => drain_delay.as_millis() as u64);
         tokio::time::sleep(drain_delay).await;
-        accept.abort();
+        public.abort();
+        let _ = closing_tx.send(true);
         for p in &self.pools {
             p.drain();
         }
@@ -690,8 +823,57 @@ impl Front {
         for p in &self.pools {
             p.stop().await;
         }
+        if let Some(a) = admin {
+            a.abort();
+        }
         anchor.abort();
         info!("stopped", "drain_ms" => began.elapsed().as_millis() as u64);
+    }
+}
+
+/// Accepts connections on one listener until aborted. Each connection is
+/// told to finish once `closing` turns true: an idle keep-alive connection
+/// closes at once, a busy one after its answer (`Connection: close`), so a
+/// proxy never sends a request on a connection the shim is about to drop.
+async fn accept_loop(
+    front: Arc<Front>,
+    listener: TcpListener,
+    port: Port,
+    closing: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("accept failed", "error" => e.to_string());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let front = front.clone();
+        let mut closing = closing.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let front = front.clone();
+                async move { Ok::<_, std::convert::Infallible>(front.handle(req, peer, port).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(true)
+                .max_header_size(64 * 1024)
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            let closed = async move {
+                let _ = closing.wait_for(|c| *c).await;
+            };
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = closed => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
     }
 }
 

@@ -113,11 +113,20 @@ async fn every_workload_starts_from_its_manifest_and_answers_its_probes() {
     .into();
     let docs = documents();
     let mut deployments = 0;
+    let mut running = Vec::new();
     for d in docs.iter().filter(|d| d["kind"] == "Deployment") {
         let name = d["metadata"]["name"].as_str().unwrap();
         let c = &d["spec"]["template"]["spec"]["containers"][0];
-        // The port the manifest names is the one `shim pod` listens on.
-        let port = c["ports"][0]["containerPort"].as_u64().unwrap();
+        // The ports the manifest names are the ones `shim pod` listens on.
+        let port_named = |n: &str| {
+            c["ports"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == n)
+                .and_then(|p| p["containerPort"].as_u64())
+                .unwrap_or_else(|| panic!("{name}: no port {n}"))
+        };
         let args: Vec<&str> = c["args"]
             .as_array()
             .unwrap()
@@ -131,15 +140,21 @@ async fn every_workload_starts_from_its_manifest_and_answers_its_probes() {
         let honeydue_shim::cli::Mode::Pod(pod) = cli.mode else {
             panic!("{name}: a Deployment runs `shim pod`")
         };
-        assert_eq!(pod.listen.port() as u64, port, "{name}: containerPort");
+        assert_eq!(pod.listen.port() as u64, port_named("http"), "{name}: http");
+        assert_eq!(
+            pod.admin_listen.port() as u64,
+            port_named("admin"),
+            "{name}: admin"
+        );
+        assert!(!pod.invoke_api, "{name}: the emulator path is off in pods");
         assert_eq!(pod.function, name);
-        // Run it, on a free port instead of 8080 (SHIM_LISTEN, as the flag
-        // is not in the args).
+        // Run it, on free ports instead of 8080 and 9090 (SHIM_LISTEN and
+        // SHIM_ADMIN_LISTEN, as the flags are not in the args).
         let addr = free_addr();
         let mut cmd = command_of(c, &secrets);
         cmd.env("SHIM_LISTEN", addr.to_string());
         let mut p = tokio::task::spawn_blocking(move || {
-            let mut p = Proc::spawn(cmd, addr);
+            let mut p = Proc::spawn_pod(cmd, addr);
             p.wait_for("/_shim/live", 200, Duration::from_secs(30));
             p
         })
@@ -147,7 +162,7 @@ async fn every_workload_starts_from_its_manifest_and_answers_its_probes() {
         .unwrap();
         for probe in ["startupProbe", "readinessProbe", "livenessProbe"] {
             let path = c[probe]["httpGet"]["path"].as_str().unwrap().to_string();
-            assert_eq!(c[probe]["httpGet"]["port"], "http", "{name} {probe}");
+            assert_eq!(c[probe]["httpGet"]["port"], "admin", "{name} {probe}");
             p = tokio::task::spawn_blocking(move || {
                 p.wait_for(&path, 200, Duration::from_secs(30));
                 p
@@ -155,17 +170,22 @@ async fn every_workload_starts_from_its_manifest_and_answers_its_probes() {
             .await
             .unwrap();
         }
-        // The grace period covers the shim's drain: SIGTERM, exit 0.
-        p.signal("TERM");
-        let status = p.wait_exit(Duration::from_secs(
-            d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-                .as_u64()
-                .unwrap(),
-        ));
-        assert!(status.success(), "{name}: {status}");
+        let grace = d["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap();
+        running.push((name.to_string(), p, grace));
         deployments += 1;
     }
     assert!(deployments >= 10, "only {deployments} Deployments");
+    // The grace period covers the shim's drain: SIGTERM, exit 0 (all at
+    // once: each drain waits out its delay).
+    for (_, p, _) in &running {
+        p.signal("TERM");
+    }
+    for (name, mut p, grace) in running {
+        let status = p.wait_exit(Duration::from_secs(grace));
+        assert!(status.success(), "{name}: {status}");
+    }
 
     // CronJobs and the migrate Job: their exact command runs once, exit 0.
     let mut runs = 0;

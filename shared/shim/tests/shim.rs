@@ -95,7 +95,7 @@ fn fixture_pod(dir: &Dir, flags: &[&str], env: &[(&str, &str)]) -> Proc {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    Proc::spawn(cmd, addr)
+    Proc::spawn_pod(cmd, addr)
 }
 
 fn in_parallel(
@@ -245,7 +245,7 @@ fn worker_processes_run_in_parallel() {
     let p = fixture_pod(&dir, &["--workers", "3", "--concurrency", "1"], &[]).ready();
     wait_until("all three workers polling", || {
         p.metric("shim_resident_memory_bytes{process=\"lambda-fixture\"") > 0.0
-            && wire::get(p.addr, "/_shim/metrics")
+            && wire::get(p.admin, "/_shim/metrics")
                 .text()
                 .matches("shim_resident_memory_bytes{process=\"lambda-fixture\"")
                 .count()
@@ -375,13 +375,13 @@ fn a_crash_fails_only_its_own_request() {
     let dir = Dir::new("crash");
     let p = fixture_pod(&dir, &["--workers", "2", "--concurrency", "1"], &[]).ready();
     wait_until("both workers up", || {
-        wire::get(p.addr, "/_shim/metrics")
+        wire::get(p.admin, "/_shim/metrics")
             .text()
             .matches("shim_resident_memory_bytes{process=\"lambda-fixture\"")
             .count()
             == 2
     });
-    let addr = p.addr;
+    let (addr, admin) = (p.addr, p.admin);
     let slow = std::thread::spawn(move || wire::get(addr, "/sleep/800"));
     wait_until("slow request in flight", || {
         p.metric("shim_in_flight") == 1.0
@@ -392,8 +392,8 @@ fn a_crash_fails_only_its_own_request() {
     let slow = slow.join().unwrap();
     assert_eq!(slow.status, 200, "the other worker's request is unaffected");
     wait_until("crashed worker back", || {
-        wire::get(addr, "/_shim/ready").status == 200
-            && wire::get(addr, "/_shim/metrics")
+        wire::get(admin, "/_shim/ready").status == 200
+            && wire::get(admin, "/_shim/metrics")
                 .text()
                 .matches("shim_resident_memory_bytes{process=\"lambda-fixture\"")
                 .count()
@@ -516,15 +516,15 @@ fn sigterm_drains_without_losing_in_flight_requests() {
     let worker_pid = wire::get(p.addr, "/echo/").json()["env"]["pid"]
         .as_u64()
         .unwrap();
-    let addr = p.addr;
+    let (addr, admin) = (p.addr, p.admin);
     let a = std::thread::spawn(move || wire::get(addr, "/sleep/1500"));
     let b = std::thread::spawn(move || wire::get(addr, "/sleep/1500"));
     wait_until("two in flight", || p.metric("shim_in_flight") == 2.0);
     p.signal("TERM");
     wait_until("readiness fails at once", || {
-        wire::get(addr, "/_shim/ready").status == 503
+        wire::get(admin, "/_shim/ready").status == 503
     });
-    assert_eq!(wire::get(addr, "/_shim/live").status, 200);
+    assert_eq!(wire::get(admin, "/_shim/live").status, 200);
     assert_eq!(a.join().unwrap().status, 200);
     assert_eq!(b.join().unwrap().status, 200);
     let status = p.wait_exit(Duration::from_secs(10));
@@ -570,7 +570,7 @@ fn an_init_failure_keeps_the_pod_not_ready() {
     );
     p.wait_for("/_shim/live", 200, Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(300));
-    let r = wire::get(p.addr, "/_shim/ready");
+    let r = wire::get(p.admin, "/_shim/ready");
     assert_eq!(r.status, 503);
     assert_eq!(r.json()["reason"], "no worker is polling");
     let r = wire::get(p.addr, "/echo/");
@@ -594,11 +594,85 @@ fn streamed_responses_are_bridged_to_chunked_http() {
 }
 
 #[test]
+fn internals_are_only_on_the_admin_listener() {
+    let dir = Dir::new("ports");
+    let p = fixture_pod(&dir, &[], &[]).ready();
+    let invoke = "/2015-03-31/functions/function/invocations";
+    // The public port carries the function's routes only: the fixture's
+    // catch-all route gets these paths as ordinary API Gateway requests,
+    // never the shim's endpoints or the emulator.
+    for path in ["/_shim/metrics", "/_shim/ready", invoke] {
+        let r = request(p.addr, "POST", path, &[], br#"{"x":1}"#).unwrap();
+        // The fixture's own answer for a path it does not know.
+        assert_eq!(r.status, 404, "{path}: {}", r.text());
+        assert_eq!(r.json(), json!({"error": "fixture: no such path"}), "{path}");
+        assert_eq!(r.header("x-shim-error"), None, "{path}");
+    }
+    assert_eq!(
+        p.metric("shim_invocations_total{function=\"lambda-fixture\",outcome=\"ok\"}"),
+        3.0
+    );
+    assert!(wire::get(p.admin, "/_shim/metrics")
+        .text()
+        .contains("shim_ready 1"));
+    // The admin listener serves no route, and the emulator path only with
+    // --invoke-api.
+    for path in [invoke, "/echo/"] {
+        let r = request(p.admin, "POST", path, &[], br#"{"x":1}"#).unwrap();
+        assert_eq!(r.status, 404, "{}", r.text());
+        assert_eq!(r.json()["error"]["code"], "shim_not_found");
+    }
+}
+
+#[test]
+fn a_413_reaches_clients_that_send_the_whole_body_first() {
+    use std::io::{Read, Write};
+    let dir = Dir::new("linger");
+    let p = fixture_pod(&dir, &[], &[]).ready();
+    let big = vec![b'x'; 7 * 1024 * 1024];
+    // As Python's urllib and many mobile stacks do: the whole request, then
+    // the answer. With a declared length, and chunked without one.
+    for chunked in [false, true] {
+        let mut s = std::net::TcpStream::connect(p.addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let framing = if chunked {
+            "transfer-encoding: chunked".to_string()
+        } else {
+            format!("content-length: {}", big.len())
+        };
+        write!(s, "POST /echo/ HTTP/1.1\r\nhost: x\r\n{framing}\r\n\r\n").unwrap();
+        if chunked {
+            for part in big.chunks(64 * 1024) {
+                write!(s, "{:x}\r\n", part.len()).unwrap();
+                s.write_all(part).unwrap();
+                s.write_all(b"\r\n").unwrap();
+            }
+            s.write_all(b"0\r\n\r\n").unwrap();
+        } else {
+            s.write_all(&big)
+                .expect("the whole body is taken, not reset");
+        }
+        let mut answer = Vec::new();
+        s.read_to_end(&mut answer).expect("the answer, not a reset");
+        let text = String::from_utf8_lossy(&answer);
+        assert!(
+            text.starts_with("HTTP/1.1 413"),
+            "chunked={chunked}: {text}"
+        );
+        assert!(
+            text.contains("\"code\":\"shim_payload_too_large\""),
+            "{text}"
+        );
+    }
+    assert_eq!(wire::get(p.addr, "/echo/").status, 200);
+}
+
+#[test]
 fn the_emulator_invoke_path_works() {
     let dir = Dir::new("rie");
-    let p = fixture_pod(&dir, &[], &[("FIXTURE_MODE", "raw")]).ready();
+    let p = fixture_pod(&dir, &["--invoke-api"], &[("FIXTURE_MODE", "raw")]).ready();
     let r = request(
-        p.addr,
+        p.admin,
         "POST",
         "/2015-03-31/functions/function/invocations",
         &[],
@@ -608,7 +682,7 @@ fn the_emulator_invoke_path_works() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["event"], json!({"x": 1}));
     let r = request(
-        p.addr,
+        p.admin,
         "POST",
         "/2015-03-31/functions/function/invocations",
         &[],
@@ -715,7 +789,7 @@ fn api_health_as_a_pod_from_the_real_template() {
         ])
         .arg("--bin-dir")
         .arg(bin_dir());
-    let p = Proc::spawn(cmd, addr).ready();
+    let p = Proc::spawn_pod(cmd, addr).ready();
     let r = wire::get(p.addr, "/api/health/");
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["status"], "ok");
@@ -859,7 +933,7 @@ fn python_awslambdaric_runs_under_the_shim() {
         ])
         .arg(&py)
         .args(["-m", "awslambdaric", "app.handler"]);
-    let p = Proc::spawn(cmd, addr).ready();
+    let p = Proc::spawn_pod(cmd, addr).ready();
     for _ in 0..3 {
         let r = wire::get(p.addr, "/any/path?q=1");
         assert_eq!(r.status, 200, "{}", r.text());

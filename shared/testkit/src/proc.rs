@@ -49,24 +49,47 @@ pub struct Proc {
     pub child: Child,
     /// Where it listens, if it does.
     pub addr: SocketAddr,
+    /// Where the shim's own endpoints answer (`/_shim/*`): the admin
+    /// listener of a pod, the same port for a gateway.
+    pub admin: SocketAddr,
 }
 
 impl Proc {
-    /// Starts `cmd` (which must listen on `addr`).
-    pub fn spawn(mut cmd: Command, addr: SocketAddr) -> Self {
+    /// Starts `cmd` (which must listen on `addr`, and serve its `/_shim/*`
+    /// endpoints there too).
+    pub fn spawn(cmd: Command, addr: SocketAddr) -> Self {
+        Self::spawn_with_admin(cmd, addr, addr)
+    }
+
+    /// Starts a `shim pod`: `cmd` is given `--admin-listen admin`.
+    pub fn spawn_pod(mut cmd: Command, addr: SocketAddr) -> Self {
+        let admin = free_addr();
+        cmd.env("SHIM_ADMIN_LISTEN", admin.to_string());
+        Self::spawn_with_admin(cmd, addr, admin)
+    }
+
+    /// Starts `cmd`, which listens on `addr` and answers `/_shim/*` on
+    /// `admin`.
+    pub fn spawn_with_admin(mut cmd: Command, addr: SocketAddr, admin: SocketAddr) -> Self {
         cmd.stdin(Stdio::null());
         if std::env::var_os("TEST_SHOW_LOGS").is_none() {
             cmd.stdout(Stdio::null()).stderr(Stdio::null());
         }
         let child = cmd.spawn().expect("spawn");
-        Self { child, addr }
+        Self { child, addr, admin }
     }
 
-    /// Waits until `GET path` answers `status` (or panics after `within`).
+    /// Waits until `GET path` answers `status` (or panics after `within`);
+    /// `/_shim/*` paths are asked on the admin listener.
     pub fn wait_for(&mut self, path: &str, status: u16, within: Duration) {
         let deadline = Instant::now() + within;
+        let addr = if path.starts_with("/_shim/") {
+            self.admin
+        } else {
+            self.addr
+        };
         loop {
-            if let Ok(r) = crate::wire::request(self.addr, "GET", path, &[], b"") {
+            if let Ok(r) = crate::wire::request(addr, "GET", path, &[], b"") {
                 if r.status == status {
                     return;
                 }
@@ -109,7 +132,7 @@ impl Proc {
     /// A metric's value from `/_shim/metrics` (first series whose name and
     /// labels start with `prefix`).
     pub fn metric(&self, prefix: &str) -> f64 {
-        let r = crate::wire::get(self.addr, "/_shim/metrics");
+        let r = crate::wire::get(self.admin, "/_shim/metrics");
         r.text()
             .lines()
             .find(|l| l.starts_with(prefix))
