@@ -6,7 +6,7 @@ SHELL := /bin/bash
 WITH_ENV = eval "$$(scripts/toolchain.sh)" && eval "$$(scripts/services.sh)"
 
 .PHONY: help dev watch test bench build lint fmt services services-stop sqlx-prepare clean \
-        k3s k3s-check sam-validate sam-build images push deploy fuzz
+        k3s k3s-check edge-check sam-validate sam-build images push release deploy fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -17,7 +17,7 @@ dev: ## build, start Postgres + Redis, migrate, seed a demo user, serve the API 
 watch: ## the functions under cargo lambda watch on 127.0.0.1:9000 (rebuild on change)
 	@scripts/watch.sh
 
-test: ## fmt, clippy, every test (real Postgres, Redis, S3, SMTP), manifest and template checks, the image build steps
+test: ## fmt, clippy, every test (real Postgres, Redis, S3, SMTP), manifest and template checks, the edge behind Traefik, the image build steps
 	@$(WITH_ENV) && \
 	  eval "$$(scripts/pytools.sh awslambdaric moto aiosmtpd)" && export HONEYDUE_PYTHON=$$PWD/.local/venv/bin/python && \
 	  scripts/prune-test-dbs.sh && \
@@ -25,6 +25,7 @@ test: ## fmt, clippy, every test (real Postgres, Redis, S3, SMTP), manifest and 
 	  cargo clippy --workspace --all-targets --quiet -- -D warnings && \
 	  cargo test --workspace && \
 	  scripts/k3s-check.sh && \
+	  scripts/edge-check.sh && \
 	  TAG=0123456789ab scripts/deploy.sh --render && \
 	  scripts/image-check.sh
 
@@ -76,6 +77,9 @@ k3s: ## render k3s/base/generated and k3s/components/hpa from template.yaml (shi
 k3s-check: ## offline: kustomize render, Kubernetes 1.34 schemas, checkov, hadolint, sam validate --lint, cfn-lint
 	@scripts/k3s-check.sh
 
+edge-check: ## the production overlay behind the real Traefik, pods as processes: routes, errors, limits, TLS, rollouts (needs the debug build)
+	@$(WITH_ENV) && scripts/edge-check.sh
+
 sam-validate: ## sam validate --lint and cfn-lint on template.yaml (offline)
 	@eval "$$(scripts/pytools.sh sam)" && SAM_CLI_TELEMETRY=0 sam validate --lint && cfn-lint template.yaml
 
@@ -86,6 +90,8 @@ sam-build: ## sam build with cargo-lambda, no Docker (ARCH=x86_64|arm64; arm64 c
 
 TAG ?= $(shell git rev-parse --short=12 HEAD)
 REGISTRY ?= registry.example.com/honeydue
+# make release keeps the registry already in the overlay unless this is set.
+RELEASE_REGISTRY ?=
 PLATFORMS ?= linux/amd64,linux/arm64
 FUNCTIONS = $(shell sed -n 's/^ *Binary: *//p' template.yaml)
 images: ## one image per function, tagged with the git SHA, for this machine's platform (docker buildx)
@@ -100,7 +106,10 @@ push: ## build for amd64 and arm64 and push every image at the git SHA (docker b
 	  docker buildx build --push --platform $(PLATFORMS) --build-arg FUNCTION=$$f --build-arg HONEYDUE_VERSION=$(TAG) \
 	    -t $(REGISTRY)/$$f:$(TAG) . || exit 1; done
 
-deploy: ## production overlay at TAG to the current kube context: migrate Job, then the rollout
+release: ## set every image of the production overlay to TAG (and REGISTRY), as `kustomize edit set image` would
+	@REGISTRY=$(RELEASE_REGISTRY) scripts/release.sh $(TAG)
+
+deploy: ## the production overlay at TAG to the current kube context (release + kubectl apply -k), waits for migrate-TAG and the rollouts
 	@TAG=$(TAG) scripts/deploy.sh
 
 FUZZ_SECONDS ?= 60

