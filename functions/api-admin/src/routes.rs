@@ -44,13 +44,9 @@ struct LoginIn {
     password: String,
 }
 
-async fn login(
-    S(state): S<State>,
-    ClientIp(ip): ClientIp,
-    Json(b): Json<LoginIn>,
-) -> AppResult<Json<Value>> {
+async fn login(S(state): S<State>, ip: ClientIp, Json(b): Json<LoginIn>) -> AppResult<Json<Value>> {
     let email = b.email.trim().to_lowercase();
-    LOGIN_PER_IP.check(&state.cache, &ip).await?;
+    LOGIN_PER_IP.check_addr(&state.cache, &ip).await?;
     LOGIN_PER_ACCOUNT.check(&state.cache, &email).await?;
     let row = sqlx::query!(
         "SELECT id, password_hash, name FROM admin_users WHERE email = $1 AND is_active",
@@ -58,7 +54,8 @@ async fn login(
     )
     .fetch_optional(&state.db)
     .await?;
-    let ok = verify_password_async(b.password, row.as_ref().map(|r| r.password_hash.clone())).await;
+    let ok =
+        verify_password_async(b.password, row.as_ref().map(|r| r.password_hash.clone())).await?;
     let Some(row) = row.filter(|_| ok) else {
         return Err(AppError::Unauthorized("Invalid email or password.".into()));
     };
@@ -562,14 +559,19 @@ async fn outbox(
             return Err(AppError::field("status", "Use pending, sent or dead."));
         }
     }
-    // Bodies are not listed: they can carry one-time codes.
+    // Bodies are not listed, nor the subject of an email that carries a
+    // one-time code (redacted once sent; hidden here while pending).
     let rows = sqlx::query!(
-        "SELECT id, user_id, kind, to_address, subject, status, attempts, next_attempt_at, last_error, created_at, sent_at
+        r#"SELECT id, user_id, kind, to_address,
+                  CASE WHEN kind = ANY($4) THEN $5 ELSE subject END AS "subject!",
+                  status, attempts, next_attempt_at, last_error, created_at, sent_at
            FROM email_outbox WHERE $1::text IS NULL OR status = $1
-          ORDER BY id DESC LIMIT $2 OFFSET $3",
+          ORDER BY id DESC LIMIT $2 OFFSET $3"#,
         p.status,
         page.limit(),
-        page.offset()
+        page.offset(),
+        honeydue_mail::CODE_KINDS as &[&str],
+        "[carries a one-time code]"
     )
     .fetch_all(&state.db)
     .await?;
@@ -651,6 +653,16 @@ async fn job_runs(
 }
 
 async fn resend(S(state): S<State>, admin: Admin, PathId(id): PathId) -> AppResult<Json<Value>> {
+    let kind = sqlx::query_scalar!("SELECT kind FROM email_outbox WHERE id = $1", id)
+        .fetch_optional(&state.db)
+        .await?
+        .ok_or(AppError::NotFound("email"))?;
+    if honeydue_mail::CODE_KINDS.contains(&kind.as_str()) {
+        return Err(AppError::conflict(
+            "one_time_code",
+            "This email carried a one-time code, which is not kept; the user asks for a new code instead.",
+        ));
+    }
     let row = sqlx::query!(
         "UPDATE email_outbox SET status = 'pending', attempts = 0, next_attempt_at = now(), last_error = NULL
           WHERE id = $1 RETURNING id, status",

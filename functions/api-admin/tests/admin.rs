@@ -248,7 +248,8 @@ async fn lookups_crud_bumps_the_version() {
 async fn outbox_view_resend_and_settings() {
     let (db, c, admin) = spawn().await;
     sqlx::query("INSERT INTO email_outbox (kind, to_address, subject, body_text, status, attempts, last_error)
-                 VALUES ('verify_email', 'a@example.com', 'Code', 'secret 123456', 'dead', 5, '550 no such user')")
+                 VALUES ('welcome', 'a@example.com', 'Welcome', 'Hello', 'dead', 5, '550 no such user'),
+                        ('verify_email', 'a@example.com', 'Your code: 123456', 'secret 123456', 'pending', 0, NULL)")
         .execute(&db.pool)
         .await
         .unwrap();
@@ -257,10 +258,7 @@ async fn outbox_view_resend_and_settings() {
         .await;
     let row = &r.json()["results"][0];
     assert_eq!(row["last_error"], "550 no such user");
-    assert!(
-        row.get("body_text").is_none() && !r.text().contains("123456"),
-        "bodies (codes) are not shown"
-    );
+    assert!(row.get("body_text").is_none(), "bodies are not listed");
     let id = row["id"].as_i64().unwrap();
     let r = c
         .post(
@@ -270,6 +268,29 @@ async fn outbox_view_resend_and_settings() {
         )
         .await;
     assert_eq!(r.json()["status"], "pending");
+    // An email that carries a one-time code: its subject is hidden even
+    // while pending, and it is never resent (the user asks for a new code).
+    let r = c
+        .get("/api/admin/email-outbox/?status=pending", Some(&admin))
+        .await;
+    assert!(!r.text().contains("123456"), "{}", r.text());
+    let code_row = r.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "verify_email")
+        .cloned()
+        .unwrap();
+    assert_eq!(code_row["subject"], "[carries a one-time code]");
+    let r = c
+        .post(
+            &format!("/api/admin/email-outbox/{}/resend/", code_row["id"]),
+            json!({}),
+            Some(&admin),
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "one_time_code");
     assert_eq!(
         c.get("/api/admin/email-outbox/?status=odd", Some(&admin))
             .await

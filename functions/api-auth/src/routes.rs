@@ -88,6 +88,8 @@ pub struct UserOut {
     email_verified: bool,
     preferences: Value,
     date_joined: DateTime<Utc>,
+    /// The current avatar (an upload; `GET /api/files/{id}/` serves it).
+    avatar_upload_id: Option<String>,
 }
 
 async fn load_user(conn: &mut PgConnection, id: i64) -> AppResult<UserOut> {
@@ -95,7 +97,8 @@ async fn load_user(conn: &mut PgConnection, id: i64) -> AppResult<UserOut> {
         UserOut,
         r#"SELECT id, email, first_name, last_name, timezone,
                   (email_verified_at IS NOT NULL) AS "email_verified!",
-                  preferences, created_at AS date_joined
+                  preferences, created_at AS date_joined,
+                  avatar_upload_id::text AS avatar_upload_id
              FROM users WHERE id = $1"#,
         id
     )
@@ -226,9 +229,55 @@ struct RegisterIn {
     timezone: Option<String>,
 }
 
+/// Sign-ups per address: an hour (a household or an office behind one
+/// address signs up a few people at once), a day.
+const SIGNUPS_PER_ADDR_HOUR: i64 = 10;
+/// See [`SIGNUPS_PER_ADDR_HOUR`].
+const SIGNUPS_PER_ADDR_DAY: i64 = 30;
+/// Sign-ups per hour for the whole system: a ceiling on account churn
+/// (each account gets its own per-account budgets) far above organic
+/// growth for an app of this size; raise it for a launch.
+const SIGNUPS_PER_HOUR: i64 = 1_000;
+
+/// Counts sign-ups in Postgres (durable: no Redis needed, and no new
+/// account escapes it): per address, then for everyone. Answers 429 with
+/// the time until the oldest counted sign-up leaves its window.
+async fn check_signup_budget(db: &sqlx::PgPool, addr: Option<&[u8]>) -> AppResult<()> {
+    let r = sqlx::query!(
+        r#"SELECT
+             count(*) FILTER (WHERE signup_addr_hash = $1 AND created_at > now() - interval '1 hour') AS "addr_hour!",
+             count(*) FILTER (WHERE signup_addr_hash = $1) AS "addr_day!",
+             count(*) FILTER (WHERE created_at > now() - interval '1 hour') AS "all_hour!"
+           FROM users WHERE created_at > now() - interval '1 day'"#,
+        addr
+    )
+    .fetch_one(db)
+    .await?;
+    let limited = if r.all_hour >= SIGNUPS_PER_HOUR || r.addr_hour >= SIGNUPS_PER_ADDR_HOUR {
+        Some(3600)
+    } else if r.addr_day >= SIGNUPS_PER_ADDR_DAY {
+        Some(6 * 3600)
+    } else {
+        None
+    };
+    match limited {
+        Some(retry_after_secs) => {
+            tracing::warn!(
+                addr_hour = r.addr_hour,
+                addr_day = r.addr_day,
+                all_hour = r.all_hour,
+                "sign-ups limited"
+            );
+            Err(AppError::RateLimited { retry_after_secs })
+        }
+        None => Ok(()),
+    }
+}
+
 async fn register(
     S(state): S<State>,
     Extension(urgent): Extension<Urgent>,
+    ip: ClientIp,
     Json(body): Json<RegisterIn>,
 ) -> AppResult<impl IntoResponse> {
     let mut v = Validator::new();
@@ -248,28 +297,36 @@ async fn register(
         last.expect("validated"),
         tz.expect("validated"),
     );
+    // Cheap checks before the expensive hash.
+    let addr = ip.0.as_deref().map(hash_token);
+    check_signup_budget(&state.db, addr.as_deref()).await?;
+    let taken = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM users WHERE email = $1) AS "x!""#,
+        email.as_str()
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if taken {
+        return Err(email_taken());
+    }
     let hash = hash_password_async(password.expose().to_string()).await?;
 
     let mut tx = state.db.begin().await?;
     let inserted = sqlx::query_scalar!(
-        "INSERT INTO users (email, password_hash, first_name, last_name, timezone)
-         VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        "INSERT INTO users (email, password_hash, first_name, last_name, timezone, signup_addr_hash)
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
         email.as_str(),
         hash,
         first,
         last,
-        tz.name()
+        tz.name(),
+        addr
     )
     .fetch_one(&mut *tx)
     .await;
     let user_id = match inserted {
         Ok(id) => id,
-        Err(e) if is_unique(&e, "users_email_key") => {
-            return Err(AppError::conflict(
-                "email_taken",
-                "An account with this email already exists.",
-            ))
-        }
+        Err(e) if is_unique(&e, "users_email_key") => return Err(email_taken()),
         Err(e) => return Err(e.into()),
     };
     let token = issue_token(&mut tx, &state, user_id).await?;
@@ -290,6 +347,10 @@ async fn register(
     ))
 }
 
+fn email_taken() -> AppError {
+    AppError::conflict("email_taken", "An account with this email already exists.")
+}
+
 #[derive(Deserialize)]
 struct LoginIn {
     email: String,
@@ -302,11 +363,11 @@ fn invalid_credentials() -> AppError {
 
 async fn login(
     S(state): S<State>,
-    ClientIp(ip): ClientIp,
+    ip: ClientIp,
     Json(body): Json<LoginIn>,
 ) -> AppResult<Json<Value>> {
     let email = body.email.trim().to_lowercase();
-    LOGIN_PER_IP.check(&state.cache, &ip).await?;
+    LOGIN_PER_IP.check_addr(&state.cache, &ip).await?;
     LOGIN_PER_ACCOUNT.check(&state.cache, &email).await?;
     let row = sqlx::query!(
         "SELECT id, password_hash FROM users WHERE email = $1 AND is_active",
@@ -315,7 +376,7 @@ async fn login(
     .fetch_optional(&state.db)
     .await?;
     let ok =
-        verify_password_async(body.password, row.as_ref().map(|r| r.password_hash.clone())).await;
+        verify_password_async(body.password, row.as_ref().map(|r| r.password_hash.clone())).await?;
     let Some(row) = row.filter(|_| ok) else {
         return Err(invalid_credentials());
     };
@@ -412,11 +473,11 @@ struct CodeIn {
 
 async fn verify_email(
     S(state): S<State>,
-    ClientIp(ip): ClientIp,
+    ip: ClientIp,
     user: AuthUser,
     Json(body): Json<CodeIn>,
 ) -> AppResult<Json<Value>> {
-    CODE_PER_IP.check(&state.cache, &ip).await?;
+    CODE_PER_IP.check_addr(&state.cache, &ip).await?;
     CODE_PER_ACCOUNT.check(&state.cache, &user.email).await?;
     if user.email_verified {
         return Err(AppError::conflict(
@@ -445,7 +506,7 @@ async fn verify_email(
 async fn resend_verification(
     S(state): S<State>,
     Extension(urgent): Extension<Urgent>,
-    ClientIp(ip): ClientIp,
+    ip: ClientIp,
     user: AuthUser,
 ) -> AppResult<Json<Value>> {
     if user.email_verified {
@@ -454,7 +515,7 @@ async fn resend_verification(
             "This email address is already verified.",
         ));
     }
-    SEND_PER_IP.check(&state.cache, &ip).await?;
+    SEND_PER_IP.check_addr(&state.cache, &ip).await?;
     SEND_PER_ACCOUNT.check(&state.cache, &user.email).await?;
     let mut tx = state.db.begin().await?;
     let first = sqlx::query_scalar!("SELECT first_name FROM users WHERE id = $1", user.id)
@@ -486,14 +547,14 @@ const FORGOT_DETAIL: &str = "If an account exists for this address, a reset code
 async fn forgot_password(
     S(state): S<State>,
     Extension(urgent): Extension<Urgent>,
-    ClientIp(ip): ClientIp,
+    ip: ClientIp,
     Json(body): Json<ForgotIn>,
 ) -> AppResult<Json<Value>> {
     let email = match Email::parse(&body.email) {
         Ok(e) => e,
         Err(m) => return Err(AppError::field("email", m)),
     };
-    SEND_PER_IP.check(&state.cache, &ip).await?;
+    SEND_PER_IP.check_addr(&state.cache, &ip).await?;
     // Over the per-account limit the answer is the same; only no mail goes
     // out (the answer must not tell whether the account exists).
     if SEND_PER_ACCOUNT
@@ -533,11 +594,11 @@ struct VerifyResetIn {
 
 async fn verify_reset_code(
     S(state): S<State>,
-    ClientIp(ip): ClientIp,
+    ip: ClientIp,
     Json(body): Json<VerifyResetIn>,
 ) -> AppResult<Json<Value>> {
     let email = body.email.trim().to_lowercase();
-    CODE_PER_IP.check(&state.cache, &ip).await?;
+    CODE_PER_IP.check_addr(&state.cache, &ip).await?;
     CODE_PER_ACCOUNT.check(&state.cache, &email).await?;
     let mut tx = state.db.begin().await?;
     let user_id = sqlx::query_scalar!("SELECT id FROM users WHERE email = $1 AND is_active", email)
@@ -576,6 +637,24 @@ struct ResetIn {
 async fn reset_password(S(state): S<State>, Json(body): Json<ResetIn>) -> AppResult<Json<Value>> {
     let password =
         NewPassword::parse(&body.new_password).map_err(|m| AppError::field("new_password", m))?;
+    let invalid = || AppError::BadRequestCode {
+        code: "invalid_token",
+        message: "The reset token is invalid or has expired. Start again.".into(),
+    };
+    let token_hash = hash_token(body.reset_token.trim());
+    // The token first (one indexed lookup): a request with a made-up token
+    // never costs a password hash.
+    let live = sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM user_codes
+                           WHERE purpose = 'reset_token' AND code_hash = $1
+                             AND consumed_at IS NULL AND expires_at > now()) AS "x!""#,
+        token_hash
+    )
+    .fetch_one(&state.db)
+    .await?;
+    if !live {
+        return Err(invalid());
+    }
     let hash = hash_password_async(password.expose().to_string()).await?;
     let mut tx = state.db.begin().await?;
     let row = sqlx::query!(
@@ -583,14 +662,11 @@ async fn reset_password(S(state): S<State>, Json(body): Json<ResetIn>) -> AppRes
           WHERE purpose = 'reset_token' AND code_hash = $1
             AND consumed_at IS NULL AND expires_at > now()
           RETURNING user_id",
-        hash_token(body.reset_token.trim())
+        token_hash
     )
     .fetch_optional(&mut *tx)
     .await?
-    .ok_or(AppError::BadRequestCode {
-        code: "invalid_token",
-        message: "The reset token is invalid or has expired. Start again.".into(),
-    })?;
+    .ok_or_else(invalid)?;
     let user_id = row.user_id;
     let revoked = set_password(&mut tx, &state, user_id, &hash).await?;
     // Whoever reset the password proved they read the mailbox.
@@ -608,7 +684,9 @@ async fn reset_password(S(state): S<State>, Json(body): Json<ResetIn>) -> AppRes
     ))
 }
 
-/// Sets the password, revokes every token and consumes reset codes; returns
+/// Sets the password, revokes every token, consumes every open code and
+/// reset token, revokes the calendar feed and forgets the push devices, and
+/// tells the user by email; returns
 /// the revoked token hashes for the caller to evict from the cache after
 /// its commit (evicting earlier would let a request in between re-cache a
 /// token that is about to be revoked).
@@ -631,13 +709,21 @@ async fn set_password(
     )
     .fetch_all(&mut *conn)
     .await?;
+    // Every other credential of the account ends with the old password:
+    // open codes and reset tokens, the calendar feed's secret URL, and the
+    // push devices (they register again at the next sign-in).
     sqlx::query!(
-        "UPDATE user_codes SET consumed_at = now()
-          WHERE user_id = $1 AND purpose IN ('reset_password', 'reset_token') AND consumed_at IS NULL",
+        "UPDATE user_codes SET consumed_at = now() WHERE user_id = $1 AND consumed_at IS NULL",
         user_id
     )
     .execute(&mut *conn)
     .await?;
+    sqlx::query!("DELETE FROM calendar_feeds WHERE user_id = $1", user_id)
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query!("DELETE FROM devices WHERE user_id = $1", user_id)
+        .execute(&mut *conn)
+        .await?;
     let msg = templates::password_changed(&state.cfg.app.name, &u.first_name);
     honeydue_mail::enqueue(
         conn,
@@ -665,7 +751,7 @@ async fn check_current_password(
     let phc = sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", user.id)
         .fetch_one(&state.db)
         .await?;
-    if verify_password_async(password, Some(phc)).await {
+    if verify_password_async(password, Some(phc)).await? {
         Ok(())
     } else {
         Err(AppError::field(field, "Incorrect password."))
@@ -692,6 +778,66 @@ async fn change_password(
     ))
 }
 
+/// Before an account goes, every home it owns that has other members gets
+/// a new owner: the longest-standing member (one who may edit before a
+/// viewer), who is told by email and in the app. The home keeps its tasks,
+/// documents, files and members, and contractors the leaving owner shared
+/// with it move to the new owner. Homes nobody else shares go with the
+/// account. Returns how many homes changed hands.
+async fn hand_over_homes(conn: &mut PgConnection, state: &State, user_id: i64) -> AppResult<usize> {
+    let heirs = sqlx::query!(
+        r#"WITH heirs AS (
+             SELECT DISTINCT ON (r.id) r.id AS residence_id, m.user_id AS heir
+               FROM residences r
+               JOIN residence_members m ON m.residence_id = r.id AND m.user_id <> r.owner_id
+              WHERE r.owner_id = $1
+              ORDER BY r.id, (m.role = 'member') DESC, m.joined_at, m.user_id)
+           UPDATE residences r SET owner_id = h.heir, updated_at = now()
+             FROM heirs h
+            WHERE r.id = h.residence_id
+        RETURNING r.id, r.name, h.heir"#,
+        user_id
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    for h in &heirs {
+        sqlx::query!(
+            "UPDATE residence_members SET role = 'owner' WHERE residence_id = $1 AND user_id = $2",
+            h.id,
+            h.heir
+        )
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query!(
+            "UPDATE contractors SET owner_id = $3, updated_at = now() WHERE owner_id = $1 AND residence_id = $2",
+            user_id,
+            h.id,
+            h.heir
+        )
+        .execute(&mut *conn)
+        .await?;
+        let heir = sqlx::query!("SELECT email, first_name FROM users WHERE id = $1", h.heir)
+            .fetch_one(&mut *conn)
+            .await?;
+        let msg = templates::home_transferred(&state.cfg.app.name, &heir.first_name, &h.name);
+        honeydue_mail::enqueue(
+            &mut *conn,
+            &outbox_email(h.heir, "home_transferred", &heir.email, msg),
+        )
+        .await?;
+        sqlx::query!(
+            "INSERT INTO notifications (user_id, kind, title, body, data)
+             VALUES ($1, 'shared', $2, 'Its owner deleted their account; you now own it.', $3)",
+            h.heir,
+            format!("You now own {}", h.name),
+            json!({"event": "ownership_transferred", "residence_id": h.id})
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(heirs.len())
+}
+
 #[derive(Deserialize)]
 struct DeleteIn {
     password: String,
@@ -709,10 +855,17 @@ async fn delete_account(
     )
     .fetch_all(&state.db)
     .await?;
-    // Everything the user owns hangs off users with ON DELETE CASCADE.
+    let mut tx = state.db.begin().await?;
+    let handed = hand_over_homes(&mut tx, &state, user.id).await?;
+    // What is the user's alone hangs off users with ON DELETE CASCADE: their
+    // tokens, codes, devices, memberships, and homes nobody else shares.
     sqlx::query!("DELETE FROM users WHERE id = $1", user.id)
-        .execute(&state.db)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
+    if handed > 0 {
+        tracing::info!(user_id = user.id, homes = handed, "homes handed over");
+    }
     honeydue_http::auth::evict_tokens(&state.cache, &tokens).await;
     tracing::info!(user_id = user.id, "account deleted");
     Ok(StatusCode::NO_CONTENT)

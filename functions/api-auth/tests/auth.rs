@@ -882,6 +882,17 @@ mod urgent_mail {
         assert_eq!(msgs.len(), 1);
         assert!(msgs[0].contains("X-Envelope-To: ann@example.com"));
         assert!(msgs[0].contains("verification code"));
+        // Once sent, the outbox keeps no trace of the code.
+        let (subject, text, html): (String, String, Option<String>) = sqlx::query_as(
+            "SELECT subject, body_text, body_html FROM email_outbox WHERE kind = 'verify_email'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(subject, honeydue_mail::REDACTED);
+        assert_eq!(text, honeydue_mail::REDACTED);
+        assert_eq!(html, None);
+        assert!(!subject.chars().any(|c| c.is_ascii_digit()));
         // Reset for an unknown address: same answer, nothing sent.
         let r = c
             .post(
@@ -926,4 +937,384 @@ mod urgent_mail {
             [("pending".to_string(), 1)]
         );
     }
+}
+
+// ---- abuse resistance and credentials that end ---------------------------------
+
+#[tokio::test]
+async fn sign_ups_are_limited_per_address_without_redis() {
+    let t = spawn().await;
+    let mut c = t.client.clone();
+    c.source_ip = "198.51.100.20".into();
+    for i in 0..10 {
+        let r = c
+            .post(
+                "/api/auth/register/",
+                json!({"email": format!("bot{i}@example.com"), "password": "correct horse battery"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 201, "{}", r.text());
+    }
+    let r = c
+        .post(
+            "/api/auth/register/",
+            json!({"email": "bot10@example.com", "password": "correct horse battery"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert_eq!(r.error_code(), "rate_limited");
+    assert!(r.headers.get("retry-after").is_some());
+    // Nothing was created for the refused one; another address may still.
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE id > $1", 0).await,
+        10
+    );
+    c.source_ip = "198.51.100.21".into();
+    let r = c
+        .post(
+            "/api/auth/register/",
+            json!({"email": "someone@example.com", "password": "correct horse battery"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+}
+
+#[tokio::test]
+async fn sign_ups_are_limited_for_everyone() {
+    let t = spawn().await;
+    // 1,000 sign-ups in the last hour, from anywhere.
+    sqlx::query(
+        "INSERT INTO users (email, password_hash, created_at)
+         SELECT 'u' || g || '@example.com', 'x', now() - interval '10 minutes' FROM generate_series(1, 1000) g",
+    )
+    .execute(&t.db.pool)
+    .await
+    .unwrap();
+    let r = t
+        .client
+        .post(
+            "/api/auth/register/",
+            json!({"email": "late@example.com", "password": "correct horse battery"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 429, "{}", r.text());
+}
+
+#[tokio::test]
+async fn a_taken_email_is_refused_before_any_hashing() {
+    let t = spawn().await;
+    t.register("ann@example.com", "first-password").await;
+    let r = t
+        .client
+        .post(
+            "/api/auth/register/",
+            json!({"email": "ANN@example.com", "password": "another password"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 409);
+    assert_eq!(r.error_code(), "email_taken");
+}
+
+#[tokio::test]
+async fn requests_without_an_address_are_not_one_client() {
+    // Today's bug: every request without a source address shared one
+    // "unknown" bucket, so one caller could lock out all the others.
+    let redis = TestRedis::start();
+    let t = spawn_with_redis(Some(redis.url())).await;
+    let mut c = t.client.clone();
+    c.source_ip = String::new();
+    for i in 0..60 {
+        let r = c
+            .post(
+                "/api/auth/login/",
+                json!({"email": format!("nobody{i}@example.com"), "password": "wrong password"}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 401, "attempt {i}: {}", r.text());
+    }
+}
+
+/// A password reset (as someone who took the mailbox would do it).
+async fn reset(t: &TestApp, email: &str, new_password: &str) {
+    let c = &t.client;
+    let r = c
+        .post("/api/auth/forgot-password/", json!({"email": email}), None)
+        .await;
+    assert_eq!(r.status, 200);
+    let code = t.code_from_outbox(email, "password_reset").await;
+    let r = c
+        .post(
+            "/api/auth/verify-reset-code/",
+            json!({"email": email, "code": code}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let reset_token = r.json()["reset_token"].as_str().unwrap().to_string();
+    let r = c
+        .post(
+            "/api/auth/reset-password/",
+            json!({"reset_token": reset_token, "new_password": new_password}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+}
+
+async fn give_credentials(t: &TestApp, user_id: i64) {
+    sqlx::query("INSERT INTO calendar_feeds (user_id, token_hash) VALUES ($1, sha256(random()::text::bytea))")
+        .bind(user_id)
+        .execute(&t.db.pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO devices (user_id, platform, token) VALUES ($1, 'ios', 'apns-' || $1)")
+        .bind(user_id)
+        .execute(&t.db.pool)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_reset_or_change_ends_every_credential_and_tells_the_user() {
+    let t = spawn().await;
+    let (token, id) = t.register("ann@example.com", "first-password").await;
+    // An open verification code, a feed URL and a push device.
+    give_credentials(&t, id).await;
+    reset(&t, "ann@example.com", "second-password").await;
+    assert_eq!(
+        t.client.get("/api/auth/me/", Some(&token)).await.status,
+        401
+    );
+    for sql in [
+        "SELECT count(*) FROM calendar_feeds WHERE user_id = $1",
+        "SELECT count(*) FROM devices WHERE user_id = $1",
+        "SELECT count(*) FROM user_codes WHERE user_id = $1 AND consumed_at IS NULL",
+        "SELECT count(*) FROM auth_tokens WHERE user_id = $1 AND revoked_at IS NULL",
+    ] {
+        assert_eq!(t.count(sql, id).await, 0, "{sql}");
+    }
+    let told: String = sqlx::query_scalar(
+        "SELECT body_text FROM email_outbox WHERE user_id = $1 AND kind = 'password_changed' ORDER BY id DESC LIMIT 1",
+    )
+    .bind(id)
+    .fetch_one(&t.db.pool)
+    .await
+    .unwrap();
+    assert!(told.contains("calendar feed"), "{told}");
+
+    // The same for a change of password while signed in.
+    let r = t
+        .client
+        .post(
+            "/api/auth/login/",
+            json!({"email": "ann@example.com", "password": "second-password"}),
+            None,
+        )
+        .await;
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    give_credentials(&t, id).await;
+    let r = t
+        .client
+        .post(
+            "/api/auth/change-password/",
+            json!({"current_password": "second-password", "new_password": "third-password"}),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        t.count("SELECT count(*) FROM calendar_feeds WHERE user_id = $1", id)
+            .await,
+        0
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM devices WHERE user_id = $1", id)
+            .await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn tokens_end_after_thirty_days_unused_and_slide_with_use() {
+    let t = spawn().await;
+    let (idle, id) = t.register("ann@example.com", "first-password").await;
+    let r = t
+        .client
+        .post(
+            "/api/auth/login/",
+            json!({"email": "ann@example.com", "password": "first-password"}),
+            None,
+        )
+        .await;
+    let used = r.json()["token"].as_str().unwrap().to_string();
+    // Both issued 40 days ago (within their 365-day lifetime); `used` was
+    // last used 29 days ago, `idle` 31 days ago.
+    sqlx::query(
+        "UPDATE auth_tokens SET created_at = now() - interval '40 days',
+                last_used_at = now() - CASE WHEN id = (SELECT min(id) FROM auth_tokens WHERE user_id = $1)
+                                            THEN interval '31 days' ELSE interval '29 days' END
+          WHERE user_id = $1",
+    )
+    .bind(id)
+    .execute(&t.db.pool)
+    .await
+    .unwrap();
+    assert_eq!(t.client.get("/api/auth/me/", Some(&idle)).await.status, 401);
+    assert_eq!(t.client.get("/api/auth/me/", Some(&used)).await.status, 200);
+    // The use moved its window.
+    let fresh: bool = sqlx::query_scalar(
+        "SELECT last_used_at > now() - interval '1 minute' FROM auth_tokens WHERE id = (SELECT max(id) FROM auth_tokens WHERE user_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(&t.db.pool)
+    .await
+    .unwrap();
+    assert!(fresh);
+}
+
+#[tokio::test]
+async fn a_reset_with_a_made_up_token_changes_nothing() {
+    let t = spawn().await;
+    t.register("ann@example.com", "first-password").await;
+    let r = t
+        .client
+        .post(
+            "/api/auth/reset-password/",
+            json!({"reset_token": "made-up", "new_password": "another password"}),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.error_code(), "invalid_token");
+}
+
+#[tokio::test]
+async fn deleting_an_owner_hands_shared_homes_to_the_longest_standing_member() {
+    let t = spawn().await;
+    let (_, owner) = t.register("owner@example.com", "owner-password").await;
+    let (_, viewer) = t.register("viewer@example.com", "viewer-password").await;
+    let (_, member) = t.register("member@example.com", "member-password").await;
+    let (_, late) = t.register("late@example.com", "late-password").await;
+    let pool = &t.db.pool;
+    let shared: i64 = sqlx::query_scalar(
+        "INSERT INTO residences (owner_id, name) VALUES ($1, 'Lake house') RETURNING id",
+    )
+    .bind(owner)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let alone: i64 = sqlx::query_scalar(
+        "INSERT INTO residences (owner_id, name) VALUES ($1, 'Studio') RETURNING id",
+    )
+    .bind(owner)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    for (rid, uid, role, days) in [
+        (shared, owner, "owner", 30),
+        (shared, viewer, "viewer", 20),
+        (shared, member, "member", 10),
+        (shared, late, "member", 1),
+        (alone, owner, "owner", 30),
+    ] {
+        sqlx::query(
+            "INSERT INTO residence_members (residence_id, user_id, role, joined_at)
+             VALUES ($1, $2, $3, now() - make_interval(days => $4))",
+        )
+        .bind(rid)
+        .bind(uid)
+        .bind(role)
+        .bind(days)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+    let task: i64 = sqlx::query_scalar(
+        "INSERT INTO tasks (residence_id, title, created_by) VALUES ($1, 'Clean gutters', $2) RETURNING id",
+    )
+    .bind(shared)
+    .bind(owner)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    let r = t
+        .client
+        .post(
+            "/api/auth/login/",
+            json!({"email": "owner@example.com", "password": "owner-password"}),
+            None,
+        )
+        .await;
+    let token = r.json()["token"].as_str().unwrap().to_string();
+    let r = t
+        .client
+        .send(
+            axum::http::Method::DELETE,
+            "/api/auth/account/",
+            Some(json!({"password": "owner-password"})),
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status, 204, "{}", r.text());
+    // The shared home lives on, owned by the longest-standing member who
+    // may edit (not the viewer, though she joined earlier), with its task.
+    let (new_owner,): (i64,) = sqlx::query_as("SELECT owner_id FROM residences WHERE id = $1")
+        .bind(shared)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(new_owner, member);
+    let role: String = sqlx::query_scalar(
+        "SELECT role FROM residence_members WHERE residence_id = $1 AND user_id = $2",
+    )
+    .bind(shared)
+    .bind(member)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(role, "owner");
+    assert_eq!(
+        t.count("SELECT count(*) FROM tasks WHERE id = $1", task)
+            .await,
+        1
+    );
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM residence_members WHERE residence_id = $1",
+            shared
+        )
+        .await,
+        3
+    );
+    // The new owner is told, by email and in the app.
+    assert_eq!(
+        t.count(
+            "SELECT count(*) FROM email_outbox WHERE user_id = $1 AND kind = 'home_transferred'",
+            member
+        )
+        .await,
+        1
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM notifications WHERE user_id = $1 AND data->>'event' = 'ownership_transferred'", member)
+            .await,
+        1
+    );
+    // The home nobody else shared went with its owner.
+    assert_eq!(
+        t.count("SELECT count(*) FROM residences WHERE id = $1", alone)
+            .await,
+        0
+    );
+    assert_eq!(
+        t.count("SELECT count(*) FROM users WHERE id = $1", owner)
+            .await,
+        0
+    );
 }

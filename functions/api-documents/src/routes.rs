@@ -21,6 +21,9 @@ pub const TYPES: [&str; 7] = [
     "other",
 ];
 
+/// At most this many files on one document.
+const MAX_FILES: usize = 20;
+
 honeydue_http::routes! { State;
     GET "/api/documents/" => list, User, "Documents (?residence=&type=&expiring_within=)";
     POST "/api/documents/" => create, User, "Add a document (tier-limited)";
@@ -189,9 +192,16 @@ struct DocumentIn {
     task_id: Option<Option<i64>>,
     #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
     contractor_id: Option<Option<i64>>,
-    /// Confirmed `document_file` uploads of this residence; replaces the
-    /// attached files.
+    /// Creating: files to attach (as `add_file_ids`). Changing (kept for
+    /// older clients): the caller's own files on the document become
+    /// exactly these; files other members attached stay, listed or not.
     upload_ids: Option<Vec<uuid::Uuid>>,
+    /// Files to attach: confirmed `document_file` uploads the caller made
+    /// for this residence (files already attached may be listed too).
+    add_file_ids: Option<Vec<uuid::Uuid>>,
+    /// Files to detach, any of the document's (ids it does not have are
+    /// ignored). Not when creating.
+    remove_file_ids: Option<Vec<uuid::Uuid>>,
 }
 
 async fn validate(
@@ -221,7 +231,37 @@ async fn validate(
     v.email("claim_email", &mut b.claim_email);
     v.url("claim_url", b.claim_url.as_deref());
     if let Some(Some(a)) = b.amount {
-        v.check(a >= Decimal::ZERO, "amount", "Must be zero or more.");
+        v.money("amount", a);
+    }
+    for (field, ids) in [
+        ("upload_ids", &b.upload_ids),
+        ("add_file_ids", &b.add_file_ids),
+        ("remove_file_ids", &b.remove_file_ids),
+    ] {
+        v.check(
+            ids.as_ref().is_none_or(|ids| ids.len() <= MAX_FILES),
+            field,
+            format!("At most {MAX_FILES} files."),
+        );
+    }
+    if creating {
+        v.check(
+            b.remove_file_ids.is_none(),
+            "remove_file_ids",
+            "A new document has no files to remove.",
+        );
+    } else if b.upload_ids.is_some() && (b.add_file_ids.is_some() || b.remove_file_ids.is_some()) {
+        v.add(
+            "upload_ids",
+            "Use add_file_ids and remove_file_ids instead of upload_ids, not both.",
+        );
+    }
+    if let (Some(add), Some(remove)) = (&b.add_file_ids, &b.remove_file_ids) {
+        v.check(
+            !add.iter().any(|f| remove.contains(f)),
+            "remove_file_ids",
+            "A file cannot be added and removed at once.",
+        );
     }
     let start = b
         .start_date
@@ -292,55 +332,137 @@ async fn create(
     )
     .fetch_one(&mut *tx)
     .await?;
-    if let Some(files) = &b.upload_ids {
-        attach_files(&mut tx, user.id, residence_id, id, files).await?;
-    }
+    change_files(&mut tx, user.id, residence_id, id, &b).await?;
     let out = load(&mut tx, &user, id).await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-/// Replaces a document's files with `files`: each a confirmed
-/// `document_file` upload the caller made for this residence.
-async fn attach_files(
+/// Applies a body's file changes to a document. Any member who may write
+/// the residence may attach files, but only confirmed `document_file`
+/// uploads they made themselves for this residence, and may detach any of
+/// the document's files (every member sees them all). A change touches only
+/// the files it names, so a member who adds their own files never drops a
+/// co-member's: `add_file_ids` attaches, `remove_file_ids` detaches, and the
+/// older `upload_ids` makes the caller's own files on the document exactly
+/// the ones listed, keeping everyone else's (on a new document it simply
+/// attaches). The caller holds the document's row lock (or just made it).
+async fn change_files(
+    conn: &mut PgConnection,
+    user_id: i64,
+    residence_id: i64,
+    document_id: i64,
+    b: &DocumentIn,
+) -> AppResult<()> {
+    if let Some(keep) = &b.upload_ids {
+        sqlx::query!(
+            "DELETE FROM document_files f USING uploads u
+              WHERE f.document_id = $1 AND u.id = f.upload_id AND u.user_id = $2
+                AND NOT (f.upload_id = ANY($3))",
+            document_id,
+            user_id,
+            keep.as_slice()
+        )
+        .execute(&mut *conn)
+        .await?;
+        add_files(
+            &mut *conn,
+            user_id,
+            residence_id,
+            document_id,
+            keep,
+            "upload_ids",
+        )
+        .await?;
+    }
+    if let Some(remove) = &b.remove_file_ids {
+        sqlx::query!(
+            "DELETE FROM document_files WHERE document_id = $1 AND upload_id = ANY($2)",
+            document_id,
+            remove.as_slice()
+        )
+        .execute(&mut *conn)
+        .await?;
+    }
+    if let Some(add) = &b.add_file_ids {
+        add_files(
+            &mut *conn,
+            user_id,
+            residence_id,
+            document_id,
+            add,
+            "add_file_ids",
+        )
+        .await?;
+    }
+    if b.upload_ids.is_some() || b.add_file_ids.is_some() {
+        let n = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!" FROM document_files WHERE document_id = $1"#,
+            document_id
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if n > MAX_FILES as i64 {
+            let field = if b.add_file_ids.is_some() {
+                "add_file_ids"
+            } else {
+                "upload_ids"
+            };
+            return Err(AppError::field(
+                field,
+                format!("A document holds at most {MAX_FILES} files."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Attaches `files` to a document: each a confirmed `document_file` upload
+/// the caller made for this residence, or a file the document already has
+/// (which stays as it is). Any other id is a 422 on `field`.
+async fn add_files(
     conn: &mut PgConnection,
     user_id: i64,
     residence_id: i64,
     document_id: i64,
     files: &[uuid::Uuid],
+    field: &str,
 ) -> AppResult<()> {
-    if files.len() > 20 {
-        return Err(AppError::field("upload_ids", "At most 20 files."));
+    let mut distinct = files.to_vec();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let usable = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM uploads u
+            WHERE u.id = ANY($1)
+              AND (EXISTS (SELECT 1 FROM document_files f WHERE f.document_id = $2 AND f.upload_id = u.id)
+                   OR (u.status = 'confirmed' AND u.purpose = 'document_file'
+                       AND u.residence_id = $3 AND u.user_id = $4))"#,
+        distinct.as_slice(),
+        document_id,
+        residence_id,
+        user_id
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    if usable as usize != distinct.len() {
+        return Err(AppError::field(
+            field,
+            "Use confirmed files you uploaded for this residence.",
+        ));
     }
     sqlx::query!(
-        "DELETE FROM document_files WHERE document_id = $1",
-        document_id
-    )
-    .execute(&mut *conn)
-    .await?;
-    let attached = sqlx::query!(
         "INSERT INTO document_files (document_id, upload_id)
          SELECT $1, u.id FROM uploads u
           WHERE u.id = ANY($2) AND u.status = 'confirmed' AND u.purpose = 'document_file'
             AND u.residence_id = $3 AND u.user_id = $4
          ON CONFLICT DO NOTHING",
         document_id,
-        files,
+        distinct.as_slice(),
         residence_id,
         user_id
     )
     .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    let mut distinct = files.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    if attached as usize != distinct.len() {
-        return Err(AppError::field(
-            "upload_ids",
-            "Use confirmed files you uploaded for this residence.",
-        ));
-    }
+    .await?;
     Ok(())
 }
 
@@ -362,6 +484,10 @@ async fn update(
     let mut tx = state.db.begin().await?;
     let current = load(&mut tx, &user, id).await?;
     membership::writer(&mut tx, user.id, current.residence_id).await?;
+    // Serialise changes of one document (its files and their count).
+    sqlx::query!("SELECT id FROM documents WHERE id = $1 FOR UPDATE", id)
+        .fetch_one(&mut *tx)
+        .await?;
     if b.residence_id.is_some_and(|r| r != current.residence_id) {
         return Err(AppError::field(
             "residence_id",
@@ -412,9 +538,7 @@ async fn update(
     )
     .execute(&mut *tx)
     .await?;
-    if let Some(files) = &b.upload_ids {
-        attach_files(&mut tx, user.id, current.residence_id, id, files).await?;
-    }
+    change_files(&mut tx, user.id, current.residence_id, id, &b).await?;
     let out = load(&mut tx, &user, id).await?;
     tx.commit().await?;
     Ok(Json(out))

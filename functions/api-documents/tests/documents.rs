@@ -275,3 +275,189 @@ async fn another_households_task_contractor_and_files_are_refused() {
         .unwrap();
     assert_eq!(n, 0, "nothing was created");
 }
+
+#[tokio::test]
+async fn amounts_that_do_not_fit_numeric_12_2_are_422_not_500() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    // amount is NUMERIC(12,2): 10 digits before the point, 2 after.
+    let bad = [
+        json!("10000000000"),    // an 11th digit: numeric field overflow
+        json!("9999999999.995"), // rounds up into the same overflow
+        json!("1.999"),          // would be rounded silently
+        json!(123456789012.5),   // a JSON number just as much
+        json!(1e300),            // past what a decimal holds
+        json!("NaN"),
+        json!("-1"),
+    ];
+    for amount in &bad {
+        let r = c
+            .post(
+                "/api/documents/",
+                json!({"residence_id": home, "title": "Receipt", "doc_type": "receipt", "amount": amount}),
+                Some(&ta),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{amount}: {}", r.text());
+        assert!(
+            r.json()["error"]["fields"]["amount"].is_array(),
+            "{amount}: {}",
+            r.text()
+        );
+    }
+    let r = c
+        .post(
+            "/api/documents/",
+            json!({"residence_id": home, "title": "Receipt", "doc_type": "receipt", "amount": "9999999999.99"}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 201, "the largest amount that fits: {}", r.text());
+    assert_eq!(r.json()["amount"], "9999999999.99");
+    let id = r.json()["id"].as_i64().unwrap();
+    for amount in &bad {
+        let r = c
+            .patch(
+                &format!("/api/documents/{id}/"),
+                json!({"amount": amount}),
+                Some(&ta),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{amount}: {}", r.text());
+        assert!(r.json()["error"]["fields"]["amount"].is_array());
+    }
+    assert_eq!(
+        c.get(&format!("/api/documents/{id}/"), Some(&ta))
+            .await
+            .json()["amount"],
+        "9999999999.99",
+        "unchanged"
+    );
+    let r = c
+        .patch(
+            &format!("/api/documents/{id}/"),
+            json!({"amount": "12.500"}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 200, "trailing zeros fit: {}", r.text());
+    assert_eq!(r.json()["amount"], "12.50");
+}
+
+/// The file ids of a response, in any order.
+fn files_of(v: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = v["file_ids"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{v}"))
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn ids(files: &[uuid::Uuid]) -> Vec<String> {
+    let mut ids: Vec<String> = files.iter().map(|f| f.to_string()).collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn members_add_and_remove_files_without_dropping_each_others() {
+    let (db, c) = spawn().await;
+    let p = &db.pool;
+    let (ann, ta) = user(p, "ann@example.com").await;
+    let (bob, tb) = user(p, "bob@example.com").await;
+    let (vic, tv) = user(p, "vic@example.com").await;
+    let home = residence(p, ann, "Home").await;
+    add_member(p, home, bob, "member").await;
+    add_member(p, home, vic, "viewer").await;
+    let ann1 = upload(p, ann, Some(home), "document_file", "confirmed").await;
+    let ann2 = upload(p, ann, Some(home), "document_file", "confirmed").await;
+    let bob1 = upload(p, bob, Some(home), "document_file", "confirmed").await;
+    let bob2 = upload(p, bob, Some(home), "document_file", "confirmed").await;
+    let r = c
+        .post("/api/documents/", json!({"residence_id": home, "title": "Boiler", "doc_type": "warranty", "upload_ids": [ann1]}), Some(&ta))
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_i64().unwrap();
+    let path = format!("/api/documents/{id}/");
+    let view = |t: String| {
+        let c = c.clone();
+        let path = path.clone();
+        async move { files_of(&c.get(&path, Some(&t)).await.json()) }
+    };
+
+    // Bob adds his file: Ann's stays, and both see both.
+    let r = c
+        .patch(&path, json!({"add_file_ids": [bob1]}), Some(&tb))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(files_of(&r.json()), ids(&[ann1, bob1]));
+    assert_eq!(view(ta.clone()).await, ids(&[ann1, bob1]));
+
+    // An older client's `upload_ids` listing only Bob's new file replaces
+    // Bob's own files, never Ann's.
+    let r = c
+        .patch(&path, json!({"upload_ids": [bob2]}), Some(&tb))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(files_of(&r.json()), ids(&[ann1, bob2]));
+    assert_eq!(view(ta.clone()).await, ids(&[ann1, bob2]));
+    // ...and one that echoes the whole list back (Bob's file included) plus
+    // Ann's new one works for Ann.
+    let r = c
+        .patch(&path, json!({"upload_ids": [ann1, bob2, ann2]}), Some(&ta))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(files_of(&r.json()), ids(&[ann1, ann2, bob2]));
+
+    // Nobody attaches someone else's upload.
+    let r = c
+        .patch(&path, json!({"add_file_ids": [bob1]}), Some(&ta))
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.json()["error"]["fields"]["add_file_ids"].is_array());
+    // A viewer changes nothing.
+    let r = c
+        .patch(&path, json!({"remove_file_ids": [ann1]}), Some(&tv))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.text());
+    // Mixing the old field with the new ones is ambiguous.
+    let r = c
+        .patch(
+            &path,
+            json!({"upload_ids": [ann1], "add_file_ids": [ann2]}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(r.json()["error"]["fields"]["upload_ids"].is_array());
+    assert_eq!(
+        view(tb.clone()).await,
+        ids(&[ann1, ann2, bob2]),
+        "refused changes change nothing"
+    );
+
+    // A member with write access removes a file, whoever attached it; only
+    // the files named go, and an id the document does not have is ignored.
+    let r = c
+        .patch(
+            &path,
+            json!({"remove_file_ids": [ann2, uuid::Uuid::new_v4()]}),
+            Some(&tb),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(files_of(&r.json()), ids(&[ann1, bob2]));
+    assert_eq!(view(ta.clone()).await, ids(&[ann1, bob2]));
+    assert_eq!(view(tv.clone()).await, ids(&[ann1, bob2]));
+
+    // A PATCH without file fields leaves the files alone.
+    let r = c
+        .patch(&path, json!({"title": "Boiler (new)"}), Some(&tb))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(files_of(&r.json()), ids(&[ann1, bob2]));
+}

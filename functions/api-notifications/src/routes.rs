@@ -1,7 +1,7 @@
 //! Handlers of `/api/notifications/` and `/api/unsubscribe/{token}/`.
 
 use axum::extract::{Path, State as S};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use honeydue_core::{AppError, AppResult, Validator};
@@ -152,6 +152,15 @@ struct DeviceIn {
     token: String,
 }
 
+/// Registers the caller's push device. A push token belongs to one app
+/// install, so whoever registered it last owns it: registering a token
+/// that another account holds moves it here (a reinstalled app or a phone
+/// that changed hands must work without its previous owner's help). It
+/// never moves silently: the other account's device row is removed (it gets
+/// no more pushes through this token) and that account gets an in-app
+/// `device_moved` notification, which names neither the token nor the
+/// account it went to. Refusing with 409 was the alternative; it would
+/// strand every legitimate re-registration.
 async fn register_device(
     S(state): S<State>,
     user: AuthUser,
@@ -170,18 +179,63 @@ async fn register_device(
         "Give the device's push token.",
     );
     v.finish()?;
-    // A token belongs to the device's current user: re-registering moves it.
-    let d = sqlx::query_as!(
-        DeviceOut,
+    let mut tx = state.db.begin().await?;
+    // Registers the token, or locks the row that already has it.
+    let held = sqlx::query!(
         "INSERT INTO devices (user_id, platform, token) VALUES ($1, $2, $3)
-         ON CONFLICT (platform, token) DO UPDATE SET user_id = EXCLUDED.user_id, last_seen_at = now()
-         RETURNING id, platform, created_at, last_seen_at",
+         ON CONFLICT (platform, token) DO UPDATE SET last_seen_at = now()
+         RETURNING id, user_id",
         user.id,
         b.platform,
         token
     )
-    .fetch_one(&state.db)
+    .fetch_one(&mut *tx)
     .await?;
+    let id = if held.user_id == user.id {
+        held.id
+    } else {
+        // Another account's device: its row goes, this account gets a new
+        // one (no id or dates carried over), and its owner is told.
+        sqlx::query!("DELETE FROM devices WHERE id = $1", held.id)
+            .execute(&mut *tx)
+            .await?;
+        let id = sqlx::query_scalar!(
+            "INSERT INTO devices (user_id, platform, token) VALUES ($1, $2, $3) RETURNING id",
+            user.id,
+            b.platform,
+            token
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        let device = if b.platform == "ios" {
+            "iOS"
+        } else {
+            "Android"
+        };
+        sqlx::query!(
+            "INSERT INTO notifications (user_id, kind, title, body, data)
+             VALUES ($1, 'device_moved', $2, $3, $4)",
+            held.user_id,
+            "A device was moved to another account",
+            format!(
+                "An {device} device that received this account's notifications was registered \
+                 by another honeyDue account and no longer receives them. If that was not you, \
+                 sign in again on that device."
+            ),
+            json!({"device_id": held.id, "platform": b.platform})
+        )
+        .execute(&mut *tx)
+        .await?;
+        id
+    };
+    let d = sqlx::query_as!(
+        DeviceOut,
+        "SELECT id, platform, created_at, last_seen_at FROM devices WHERE id = $1",
+        id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(d)))
 }
 
@@ -375,9 +429,13 @@ async fn save_prefs(conn: &mut PgConnection, user_id: i64, p: &Prefs) -> AppResu
 
 // ---- unsubscribe -------------------------------------------------------------------
 
-/// Applies a signed unsubscribe token: `all` turns email off, a kind turns
-/// that kind's email off. Idempotent.
-async fn apply_unsubscribe(state: &State, token: &str) -> AppResult<String> {
+/// The `(user_id, kind)` of a signed unsubscribe token whose kind is known
+/// and whose user still exists; anything else is a 404. Changes nothing.
+async fn unsubscribe_target(
+    conn: &mut PgConnection,
+    state: &State,
+    token: &str,
+) -> AppResult<(i64, String)> {
     let secret = state
         .cfg
         .app
@@ -389,16 +447,23 @@ async fn apply_unsubscribe(state: &State, token: &str) -> AppResult<String> {
     if kind != "all" && !KINDS.contains(&kind.as_str()) {
         return Err(AppError::NotFound("unsubscribe link"));
     }
-    let mut tx = state.db.begin().await?;
     let exists = sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM users WHERE id = $1) AS "x!""#,
         user_id
     )
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut *conn)
     .await?;
     if !exists {
         return Err(AppError::NotFound("unsubscribe link"));
     }
+    Ok((user_id, kind))
+}
+
+/// Applies a signed unsubscribe token: `all` turns email off, a kind turns
+/// that kind's email off. Idempotent.
+async fn apply_unsubscribe(state: &State, token: &str) -> AppResult<String> {
+    let mut tx = state.db.begin().await?;
+    let (user_id, kind) = unsubscribe_target(&mut tx, state, token).await?;
     let mut p = load_prefs(&mut tx, user_id).await?;
     if kind == "all" {
         p.email_enabled = false;
@@ -411,29 +476,32 @@ async fn apply_unsubscribe(state: &State, token: &str) -> AppResult<String> {
     Ok(kind)
 }
 
-async fn unsubscribe_page(S(state): S<State>, Path(token): Path<String>) -> Response {
-    let (status, text) = match apply_unsubscribe(&state, &token).await {
-        Ok(kind) if kind == "all" => (
-            StatusCode::OK,
-            "You will not receive any more emails from honeyDue.".to_string(),
-        ),
-        Ok(kind) => (
-            StatusCode::OK,
-            format!(
-                "You will not receive any more {} emails.",
-                kind.replace('_', " ")
-            ),
-        ),
-        Err(AppError::NotFound(_)) => (
-            StatusCode::NOT_FOUND,
-            "This unsubscribe link is not valid.".to_string(),
-        ),
-        Err(e) => return e.into_response(),
+/// What a kind's unsubscribe stops, for the pages.
+fn emails_of(kind: &str) -> String {
+    if kind == "all" {
+        "emails from honeyDue".to_string()
+    } else {
+        format!("{} emails", kind.replace('_', " "))
+    }
+}
+
+const INVALID_LINK: &str = "This unsubscribe link is not valid.";
+
+/// A small page of the unsubscribe flow; with `confirm`, the form that
+/// POSTs back to the page's own URL.
+fn unsubscribe_html(status: StatusCode, text: &str, confirm: bool) -> Response {
+    // No `action`: the form posts to the URL the page was served from. The
+    // field is RFC 8058's, so the form's POST is the mail clients' one.
+    let form = if confirm {
+        "<form method=\"post\"><input type=\"hidden\" name=\"List-Unsubscribe\" value=\"One-Click\">\
+         <button type=\"submit\">Unsubscribe</button></form>"
+    } else {
+        ""
     };
     let html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>honeyDue</title></head>\
-         <body style=\"font-family:sans-serif;max-width:480px;margin:3em auto\"><h1>honeyDue</h1><p>{}</p></body></html>",
-        honeydue_mail::templates::escape(&text)
+         <body style=\"font-family:sans-serif;max-width:480px;margin:3em auto\"><h1>honeyDue</h1><p>{}</p>{form}</body></html>",
+        honeydue_mail::templates::escape(text)
     );
     (
         status,
@@ -441,19 +509,61 @@ async fn unsubscribe_page(S(state): S<State>, Path(token): Path<String>) -> Resp
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (
                 header::CONTENT_SECURITY_POLICY,
-                "default-src 'none'; style-src 'unsafe-inline'",
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; \
+                 frame-ancestors 'none'; base-uri 'none'",
             ),
+            (header::REFERRER_POLICY, "no-referrer"),
+            (header::CACHE_CONTROL, "no-store"),
         ],
         html,
     )
         .into_response()
 }
 
-/// RFC 8058 one-click (`List-Unsubscribe-Post`): the mail client POSTs.
+/// The link in the email. Mail scanners and link previews follow links, so
+/// GET only asks: a page with one button that POSTs back here. Nothing
+/// changes until then.
+async fn unsubscribe_page(S(state): S<State>, Path(token): Path<String>) -> Response {
+    let target = match state.db.acquire().await {
+        Ok(mut conn) => unsubscribe_target(&mut conn, &state, &token).await,
+        Err(e) => Err(e.into()),
+    };
+    match target {
+        Ok((_, kind)) => unsubscribe_html(
+            StatusCode::OK,
+            &format!("Stop receiving {}?", emails_of(&kind)),
+            true,
+        ),
+        Err(AppError::NotFound(_)) => unsubscribe_html(StatusCode::NOT_FOUND, INVALID_LINK, false),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Unsubscribes: RFC 8058 one-click (`List-Unsubscribe-Post`), where the
+/// mail client POSTs `List-Unsubscribe=One-Click` form-encoded, and the
+/// confirmation page's button. Any body is accepted, none too: the signed
+/// token is what authorises, and the POST is what says someone meant it
+/// (scanners and link previews only GET). A browser (it asks for HTML) gets
+/// a page, anything else JSON.
 async fn unsubscribe_one_click(
     S(state): S<State>,
     Path(token): Path<String>,
-) -> AppResult<Json<Value>> {
-    let kind = apply_unsubscribe(&state, &token).await?;
-    Ok(Json(json!({"unsubscribed": kind})))
+    headers: HeaderMap,
+) -> Response {
+    let wants_html = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    match (apply_unsubscribe(&state, &token).await, wants_html) {
+        (Ok(kind), false) => Json(json!({"unsubscribed": kind})).into_response(),
+        (Ok(kind), true) => unsubscribe_html(
+            StatusCode::OK,
+            &format!("You will not receive any more {}.", emails_of(&kind)),
+            false,
+        ),
+        (Err(AppError::NotFound(_)), true) => {
+            unsubscribe_html(StatusCode::NOT_FOUND, INVALID_LINK, false)
+        }
+        (Err(e), _) => e.into_response(),
+    }
 }

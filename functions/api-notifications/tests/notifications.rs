@@ -1,4 +1,5 @@
 use api_notifications::{app, Config, State};
+use axum::http::Method;
 use honeydue_testkit::fixtures::user;
 use honeydue_testkit::{TestClient, TestDb};
 use serde_json::json;
@@ -107,7 +108,8 @@ async fn devices_register_move_and_delete() {
             .len(),
         1
     );
-    // B cannot delete A's device; the same token registered by B moves to B.
+    // B cannot delete A's device; the same token registered by B moves to B
+    // as a new row (nothing of A's carried over).
     assert_eq!(
         c.delete(
             &format!("/api/notifications/devices/{id}/"),
@@ -125,7 +127,9 @@ async fn devices_register_move_and_delete() {
             Some(&tb),
         )
         .await;
-    assert_eq!(r.json()["id"], id);
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_ne!(r.json()["id"], id);
+    let moved = r.json()["id"].as_i64().unwrap();
     assert_eq!(
         c.get("/api/notifications/devices/", Some(&ta))
             .await
@@ -137,7 +141,7 @@ async fn devices_register_move_and_delete() {
     );
     assert_eq!(
         c.delete(
-            &format!("/api/notifications/devices/{id}/"),
+            &format!("/api/notifications/devices/{moved}/"),
             None,
             Some(&tb)
         )
@@ -208,9 +212,11 @@ async fn signed_unsubscribe_links() {
     let (a, ta) = user(&db.pool, "a@example.com").await;
     let secret = "test-secret-not-for-production";
     let token = honeydue_mail::unsubscribe::token(secret, a, "daily_digest");
-    let r = c.get(&format!("/api/unsubscribe/{token}/"), None).await;
+    let r = c
+        .post(&format!("/api/unsubscribe/{token}/"), json!({}), None)
+        .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    assert!(r.text().contains("daily digest"));
+    assert_eq!(r.json()["unsubscribed"], "daily_digest");
     let prefs = c
         .get("/api/notifications/preferences/", Some(&ta))
         .await
@@ -232,19 +238,14 @@ async fn signed_unsubscribe_links() {
 
     // Forged or foreign tokens do nothing.
     let forged = honeydue_mail::unsubscribe::token("another-secret-entirely", a, "all");
-    assert_eq!(
-        c.get(&format!("/api/unsubscribe/{forged}/"), None)
-            .await
-            .status,
-        404
-    );
     let other_user = token.replacen(&format!("{a}."), &format!("{}.", a + 1), 1);
-    assert_eq!(
-        c.get(&format!("/api/unsubscribe/{other_user}/"), None)
-            .await
-            .status,
-        404
-    );
+    for bad in [forged, other_user] {
+        let path = format!("/api/unsubscribe/{bad}/");
+        let r = c.get(&path, None).await;
+        assert_eq!(r.status, 404);
+        assert!(!r.text().contains("<form"), "no button for a bad link");
+        assert_eq!(c.post(&path, json!({}), None).await.status, 404);
+    }
 }
 
 #[tokio::test]
@@ -288,4 +289,197 @@ async fn preferences_are_per_user() {
         c.get("/api/notifications/preferences/", None).await.status,
         401
     );
+}
+
+#[tokio::test]
+async fn unsubscribe_get_only_asks_and_post_acts() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let secret = "test-secret-not-for-production";
+    let digest = honeydue_mail::unsubscribe::token(secret, a, "daily_digest");
+    let all = honeydue_mail::unsubscribe::token(secret, a, "all");
+    let prefs = || {
+        let c = c.clone();
+        let ta = ta.clone();
+        async move {
+            c.get("/api/notifications/preferences/", Some(&ta))
+                .await
+                .json()
+        }
+    };
+
+    // A mail scanner (or a link preview) follows both links, twice: a page
+    // that asks, and nothing changes.
+    for token in [&digest, &all, &digest, &all] {
+        let r = c.get(&format!("/api/unsubscribe/{token}/"), None).await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert!(r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"));
+        let page = r.text();
+        assert!(page.contains("<form method=\"post\">"), "{page}");
+        assert!(!page.contains("action="), "posts back to the same URL");
+        assert!(
+            page.contains("name=\"List-Unsubscribe\" value=\"One-Click\""),
+            "{page}"
+        );
+        let csp = r.headers["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("form-action 'self'"), "{csp}");
+        assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    }
+    assert!(c
+        .get(&format!("/api/unsubscribe/{digest}/"), None)
+        .await
+        .text()
+        .contains("daily digest"));
+    let p = prefs().await;
+    assert_eq!(
+        p["kinds"]["daily_digest"]["email"], true,
+        "GET changed nothing"
+    );
+    assert_eq!(p["email_enabled"], true, "GET changed nothing");
+
+    // RFC 8058 one-click: the mail client POSTs `List-Unsubscribe=One-Click`,
+    // form-encoded.
+    let r = c
+        .send_raw(
+            Method::POST,
+            &format!("/api/unsubscribe/{digest}/"),
+            Some(b"List-Unsubscribe=One-Click".to_vec()),
+            None,
+            &[("content-type", "application/x-www-form-urlencoded")],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let p = prefs().await;
+    assert_eq!(p["kinds"]["daily_digest"]["email"], false);
+    assert_eq!(p["email_enabled"], true, "only that kind");
+
+    // An empty POST acts too; again is harmless.
+    for _ in 0..2 {
+        let r = c
+            .send_raw(
+                Method::POST,
+                &format!("/api/unsubscribe/{all}/"),
+                None,
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["unsubscribed"], "all");
+    }
+    assert_eq!(prefs().await["email_enabled"], false);
+
+    // The page's button (a browser asks for HTML) gets a page back.
+    let r = c
+        .send_raw(
+            Method::POST,
+            &format!("/api/unsubscribe/{digest}/"),
+            Some(b"List-Unsubscribe=One-Click".to_vec()),
+            None,
+            &[
+                ("content-type", "application/x-www-form-urlencoded"),
+                ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert!(r
+        .text()
+        .contains("You will not receive any more daily digest emails."));
+    assert!(!r.text().contains("<form"));
+}
+
+/// Registers the iOS push token `push` for the account of `token`: the device id.
+async fn register_ios(c: &TestClient, token: &str, push: &str) -> i64 {
+    let r = c
+        .post(
+            "/api/notifications/devices/",
+            json!({"platform": "ios", "token": push}),
+            Some(token),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    r.json()["id"].as_i64().unwrap()
+}
+
+/// The ids of the devices the account of `token` sees.
+async fn device_ids(c: &TestClient, token: &str) -> Vec<i64> {
+    let body = c
+        .get("/api/notifications/devices/", Some(token))
+        .await
+        .json();
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_i64().unwrap())
+        .collect()
+}
+
+/// The inbox of the account of `token`, newest first.
+async fn inbox(c: &TestClient, token: &str) -> Vec<serde_json::Value> {
+    let body = c.get("/api/notifications/", Some(token)).await.json();
+    body["results"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn a_device_token_registered_by_another_account_moves_and_its_owner_is_told() {
+    let (db, c) = spawn().await;
+    let (_, ta) = user(&db.pool, "a@example.com").await;
+    let (_, tb) = user(&db.pool, "b@example.com").await;
+    let phone = "phone-token-1";
+
+    let a_device = register_ios(&c, &ta, phone).await;
+    assert_eq!(
+        register_ios(&c, &ta, phone).await,
+        a_device,
+        "re-registering on the same account keeps the row"
+    );
+    assert!(inbox(&c, &ta).await.is_empty(), "and tells no one");
+
+    // B registers the same token: B has it, A no longer does, A is told.
+    let b_device = register_ios(&c, &tb, phone).await;
+    assert_ne!(b_device, a_device, "a new row: nothing of A's carried over");
+    assert_eq!(device_ids(&c, &tb).await, vec![b_device]);
+    assert!(
+        device_ids(&c, &ta).await.is_empty(),
+        "A's device row is gone"
+    );
+    let told = inbox(&c, &ta).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["kind"], "device_moved");
+    assert_eq!(told[0]["data"]["device_id"], a_device);
+    assert_eq!(told[0]["data"]["platform"], "ios");
+    assert_eq!(told[0]["is_read"], false);
+    let text = told[0].to_string();
+    assert!(
+        !text.contains("b@example.com") && !text.contains(phone),
+        "names neither the new account nor the token: {text}"
+    );
+    assert!(
+        inbox(&c, &tb).await.is_empty(),
+        "the new holder is not told"
+    );
+    assert_eq!(
+        c.delete(
+            &format!("/api/notifications/devices/{b_device}/"),
+            None,
+            Some(&ta)
+        )
+        .await
+        .status,
+        404,
+        "A cannot remove it from B"
+    );
+
+    // And back: now B is told, and A is not told again.
+    let back = register_ios(&c, &ta, phone).await;
+    assert_eq!(device_ids(&c, &ta).await, vec![back]);
+    assert!(device_ids(&c, &tb).await.is_empty());
+    let told = inbox(&c, &tb).await;
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert_eq!(told[0]["kind"], "device_moved");
+    assert_eq!(inbox(&c, &ta).await.len(), 1);
 }

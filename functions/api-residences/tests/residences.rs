@@ -181,10 +181,10 @@ async fn share_join_members_leave() {
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let code = r.json()["code"].as_str().unwrap().to_string();
-    assert_eq!(code.len(), 6);
+    assert_eq!(code.len(), 8);
     // A second code replaces the first: one active per residence.
     let r = c
-        .send(Method::POST, &format!("{base}share/"), None, Some(&ta))
+        .post(&format!("{base}share/"), json!({"max_uses": 2}), Some(&ta))
         .await;
     assert_eq!(r.status, 201, "{}", r.text());
     let code2 = r.json()["code"].as_str().unwrap().to_string();
@@ -218,7 +218,7 @@ async fn share_join_members_leave() {
     assert_eq!(
         c.post(
             "/api/residences/join/",
-            json!({"code": "ZZZZZZ"}),
+            json!({"code": "ZZZZZZZZ"}),
             Some(&tv)
         )
         .await
@@ -405,11 +405,12 @@ async fn residence_images_must_be_the_callers_uploads() {
     assert_eq!(r.json()["image_upload_id"], mine.to_string());
 }
 
+/// A share code that admits a few joins (the default admits one).
 async fn share_code(c: &TestClient, id: i64, token: &str, role: &str) -> String {
     let r = c
         .post(
             &format!("/api/residences/{id}/share/"),
-            json!({"role": role}),
+            json!({"role": role, "max_uses": 5}),
             Some(token),
         )
         .await;
@@ -522,7 +523,7 @@ async fn a_removed_member_cannot_rejoin_and_loses_assignments() {
 }
 
 #[tokio::test]
-async fn guessing_share_codes_is_throttled() {
+async fn guessing_share_codes_is_throttled_by_redis_too() {
     let db = TestDb::new().await;
     let redis = honeydue_testkit::redis::TestRedis::start();
     let state = State::new(
@@ -532,16 +533,175 @@ async fn guessing_share_codes_is_throttled() {
     let c = TestClient::new(app(state));
     let (_, t) = user(&db.pool, "mallory@example.com").await;
     let mut statuses = Vec::new();
-    for i in 0..11usize {
+    for i in 0..6usize {
         let r = c
             .post(
                 "/api/residences/join/",
-                json!({"code": format!("ZZZZZ{}", b"ABCDEFGHJKL"[i] as char)}),
+                json!({"code": format!("ZZZZZZZ{}", b"ABCDEFGHJKL"[i] as char)}),
                 Some(&t),
             )
             .await;
         statuses.push(r.status.as_u16());
     }
-    assert!(statuses[..10].iter().all(|s| *s == 404), "{statuses:?}");
-    assert_eq!(statuses[10], 429, "the 11th guess in 15 minutes is refused");
+    assert_eq!(statuses, [404, 404, 404, 404, 404, 429], "{statuses:?}");
+}
+
+async fn join_with(
+    c: &TestClient,
+    token: &str,
+    code: &str,
+) -> honeydue_testkit::http::TestResponse {
+    c.post("/api/residences/join/", json!({"code": code}), Some(token))
+        .await
+}
+
+#[tokio::test]
+async fn share_codes_are_eight_characters_and_single_use_by_default() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (_, tb) = user(&db.pool, "b@example.com").await;
+    let (_, tc) = user(&db.pool, "c@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    let r = c
+        .send(
+            Method::POST,
+            &format!("/api/residences/{home}/share/"),
+            None,
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let code = r.json()["code"].as_str().unwrap().to_string();
+    assert_eq!(code.len(), 8);
+    assert!(code
+        .bytes()
+        .all(|b| b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789".contains(&b)));
+    assert_eq!(
+        (r.json()["max_uses"].as_i64(), r.json()["uses"].as_i64()),
+        (Some(1), Some(0))
+    );
+    assert_eq!(join_with(&c, &tb, &code).await.status, 201);
+    // Used up: the next person cannot join with it, and the owner sees none.
+    assert_eq!(join_with(&c, &tc, &code).await.status, 404);
+    assert_eq!(
+        c.get(&format!("/api/residences/{home}/share/"), Some(&ta))
+            .await
+            .status,
+        404
+    );
+    // An owner may allow a few joins, never many.
+    let r = c
+        .post(
+            &format!("/api/residences/{home}/share/"),
+            json!({"max_uses": 2}),
+            Some(&ta),
+        )
+        .await;
+    let code = r.json()["code"].as_str().unwrap().to_string();
+    assert_eq!(join_with(&c, &tc, &code).await.status, 201);
+    let (_, td) = user(&db.pool, "d@example.com").await;
+    let (_, te) = user(&db.pool, "e@example.com").await;
+    assert_eq!(join_with(&c, &td, &code).await.status, 201);
+    assert_eq!(join_with(&c, &te, &code).await.status, 404);
+    let r = c
+        .post(
+            &format!("/api/residences/{home}/share/"),
+            json!({"max_uses": 11}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 422);
+    // Six characters are refused outright.
+    assert_eq!(join_with(&c, &te, "ABCDEF").await.status, 422);
+}
+
+#[tokio::test]
+async fn guessing_backs_off_per_account_and_address_without_redis() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "owner@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    let real = share_code(&c, home, &ta, "member").await;
+    let (_, t1) = user(&db.pool, "mallory1@example.com").await;
+    for i in 0..5usize {
+        let guess = format!("ZZZZZZZ{}", b"ABCDEFGHJKL"[i] as char);
+        assert_eq!(join_with(&c, &t1, &guess).await.status, 404);
+    }
+    // Back-off: even the right code waits now.
+    let r = join_with(&c, &t1, &real).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    // A fresh account from the same address is in the same back-off.
+    let (_, t2) = user(&db.pool, "mallory2@example.com").await;
+    assert_eq!(join_with(&c, &t2, "ZZZZZZZZ").await.status, 429);
+    // Someone else, elsewhere, joins.
+    let mut elsewhere = c.clone();
+    elsewhere.source_ip = "198.51.100.77".into();
+    let (_, tb) = user(&db.pool, "bob@example.com").await;
+    assert_eq!(join_with(&elsewhere, &tb, &real).await.status, 201);
+    // Once the back-off has passed (failures a minute old), guesses go on.
+    sqlx::query("UPDATE share_code_failures SET failed_at = failed_at - interval '61 seconds'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(join_with(&c, &t2, "ZZZZZZZY").await.status, 404);
+    // ... and the next wait is twice as long.
+    let r = join_with(&c, &t2, "ZZZZZZZX").await;
+    assert_eq!(r.status, 429);
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((61..=120).contains(&wait), "{wait}");
+}
+
+#[tokio::test]
+async fn a_spent_global_budget_pauses_every_join() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "owner@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    let real = share_code(&c, home, &ta, "member").await;
+    // 300 failures in the last hour, from many accounts and addresses.
+    sqlx::query(
+        "INSERT INTO share_code_failures (addr_hash, failed_at)
+         SELECT sha256(g::text::bytea), now() - interval '30 minutes' FROM generate_series(1, 300) g",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (_, tb) = user(&db.pool, "bob@example.com").await;
+    let r = join_with(&c, &tb, &real).await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(
+        (1700..=1800).contains(&wait),
+        "until the oldest leaves the hour: {wait}"
+    );
+    sqlx::query("UPDATE share_code_failures SET failed_at = now() - interval '2 hours'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(join_with(&c, &tb, &real).await.status, 201);
+}
+
+#[tokio::test]
+async fn bathrooms_past_the_column_are_a_422() {
+    let (db, c) = spawn().await;
+    let (_, t) = user(&db.pool, "ann@example.com").await;
+    for b in [1000.0, 12345.5, -1.0] {
+        let r = c
+            .post(
+                "/api/residences/",
+                json!({"name": "Home", "bathrooms": b}),
+                Some(&t),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{b}: {}", r.text());
+        assert!(r.json()["error"]["fields"]["bathrooms"].is_array());
+    }
+    let r = c
+        .post(
+            "/api/residences/",
+            json!({"name": "Home", "bathrooms": 999.5}),
+            Some(&t),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
 }

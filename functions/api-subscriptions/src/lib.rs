@@ -1,8 +1,11 @@
 //! The `api-subscriptions` function: the caller's plan (tier, expiry,
 //! limits, usage), the tiers on offer, App Store purchases (signed
 //! transactions verified against Apple's root, restore, and App Store
-//! Server Notifications v2, idempotent by notification id), and Google Play
-//! behind the same routes, answering 501 `not_configured` until it is.
+//! Server Notifications v2, idempotent by notification id; each
+//! subscription's state only moves forward, so neither a replayed
+//! transaction nor a late notification undoes a newer one or a refund), and
+//! Google Play behind the same routes, answering 501 `not_configured` until
+//! it is.
 
 pub mod appstore;
 pub mod stores;

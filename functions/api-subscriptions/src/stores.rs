@@ -7,7 +7,8 @@
 //!   product, free once expired or revoked. One App Store subscription
 //!   (original transaction) belongs to one account: another account gets
 //!   409 `subscription_in_use`.
-//! * `restore/` (`{"signed_transactions": [JWS, ...]}`): each, as `verify/`.
+//! * `restore/` (`{"signed_transactions": [JWS, ...]}`): each subscription's
+//!   latest transaction among those sent, as `verify/`.
 //! * `webhook/apple/` (`{"signedPayload": JWS}`): App Store Server
 //!   Notifications v2. The notification and its `signedTransactionInfo` are
 //!   both verified; a `notificationUUID` seen before answers 200 and changes
@@ -18,6 +19,17 @@
 //! * Google Play (`platform: android`, `webhook/google/`): 501
 //!   `not_configured` until a verifier is configured.
 //!
+//! Every signed transaction is a statement Apple made at its `signedDate`,
+//! and a saved one stays correctly signed forever. So each subscription
+//! keeps its latest known state (`store_transaction_state`), whoever owns
+//! it, and a statement moves it only forward: one signed before the stored
+//! one, or about an earlier transaction (`purchaseDate`) of the same
+//! subscription, changes nothing (a notification is still acknowledged),
+//! and a stored revocation sticks to its transaction. A refunded purchase
+//! replayed to `verify/`, or a notification delivered late, never raises
+//! the tier again; a genuine renewal after a refund (a new transaction,
+//! signed later, not revoked) does.
+//!
 //! An admin-granted plan (`source = admin`, pro, unexpired) is never
 //! lowered by a store event, but the store subscription is still recorded
 //! as the account's (nobody else can claim it).
@@ -25,6 +37,7 @@
 use axum::extract::State as S;
 use axum::Extension;
 use chrono::{DateTime, TimeZone, Utc};
+use honeydue_core::config::ConfigError;
 use honeydue_core::{AppError, AppResult, Env};
 use honeydue_http::{AuthUser, Json};
 use serde::Deserialize;
@@ -41,7 +54,8 @@ pub struct Apple {
     pub verifier: Verifier,
     /// `APPLE_BUNDLE_ID`: transactions of other apps are refused.
     pub bundle_id: String,
-    /// `APPLE_PRO_PRODUCT_IDS`: products that grant pro (empty: all).
+    /// `APPLE_PRO_PRODUCT_IDS`: the products that grant pro (required with
+    /// the roots; a product not listed, or an empty list, grants nothing).
     pub pro_products: Vec<String>,
     /// `APPLE_ENVIRONMENTS`: accepted environments (default Production).
     pub environments: Vec<String>,
@@ -64,16 +78,15 @@ fn list(v: Option<String>) -> Vec<String> {
 }
 
 impl Stores {
-    /// From `APPLE_ROOT_CERTS` (PEM or base64 DER), `APPLE_BUNDLE_ID`,
-    /// `APPLE_PRO_PRODUCT_IDS`, `APPLE_ENVIRONMENTS`. Unset root: the App
-    /// Store routes answer `not_configured`; a bad value is logged and
-    /// does the same (the function still serves plans and tiers).
+    /// From the process environment, as [`Stores::from_env`]. `main`
+    /// refuses to start on unusable settings, so the fallback here (the App
+    /// Store routes answer `not_configured`) only serves other callers.
     pub fn from_process_env() -> Self {
-        match Self::read(&mut Env::from_process()) {
+        match Self::from_env(Env::from_process()) {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(
-                    error = e,
+                    error = %e,
                     "App Store settings unusable; purchases answer not_configured"
                 );
                 Self::default()
@@ -81,27 +94,56 @@ impl Stores {
         }
     }
 
-    /// Reads the settings from `env`.
-    pub fn read(env: &mut Env) -> Result<Self, String> {
+    /// Reads the settings from `env`; `Err` names every bad variable.
+    pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
+        let stores = Self::read(&mut env);
+        env.finish()?;
+        Ok(stores)
+    }
+
+    /// Reads `APPLE_ROOT_CERTS` (PEM or base64 DER), `APPLE_BUNDLE_ID`,
+    /// `APPLE_PRO_PRODUCT_IDS`, `APPLE_ENVIRONMENTS`, recording each
+    /// problem in `env`. Unset root: no App Store (its routes answer
+    /// `not_configured`) and nothing else is needed. With the root, the
+    /// bundle id and the pro products are required: an App Store whose
+    /// every product granted pro would sell pro for the price of anything.
+    pub fn read(env: &mut Env) -> Self {
         let Some(roots) = env.optional::<String>("APPLE_ROOT_CERTS") else {
-            return Ok(Self::default());
+            return Self::default();
         };
-        let verifier = Verifier::from_text(&roots).map_err(|e| format!("APPLE_ROOT_CERTS: {e}"))?;
-        let bundle_id = env
-            .optional::<String>("APPLE_BUNDLE_ID")
-            .ok_or("APPLE_BUNDLE_ID is required with APPLE_ROOT_CERTS")?;
+        let verifier = match Verifier::from_text(&roots) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                env.problem(format!("APPLE_ROOT_CERTS is malformed: {e}"));
+                None
+            }
+        };
+        let bundle_id = env.optional::<String>("APPLE_BUNDLE_ID");
+        if bundle_id.is_none() {
+            env.problem("APPLE_BUNDLE_ID is required with APPLE_ROOT_CERTS");
+        }
+        let pro_products = list(env.optional("APPLE_PRO_PRODUCT_IDS"));
+        if pro_products.is_empty() {
+            env.problem(
+                "APPLE_PRO_PRODUCT_IDS is required with APPLE_ROOT_CERTS \
+                 (comma-separated product ids that grant pro)",
+            );
+        }
         let mut environments = list(env.optional("APPLE_ENVIRONMENTS"));
         if environments.is_empty() {
             environments.push("Production".into());
         }
-        Ok(Self {
-            apple: Some(Apple {
-                verifier,
-                bundle_id,
-                pro_products: list(env.optional("APPLE_PRO_PRODUCT_IDS")),
-                environments,
-            }),
-        })
+        match (verifier, bundle_id) {
+            (Some(verifier), Some(bundle_id)) if !pro_products.is_empty() => Self {
+                apple: Some(Apple {
+                    verifier,
+                    bundle_id,
+                    pro_products,
+                    environments,
+                }),
+            },
+            _ => Self::default(),
+        }
     }
 }
 
@@ -120,12 +162,28 @@ pub struct Transaction {
     pub original_id: String,
     /// `productId`.
     pub product_id: String,
+    /// `purchaseDate`: orders the transactions of one subscription.
+    pub purchased_at: DateTime<Utc>,
+    /// `signedDate`: when Apple made this statement; orders the statements
+    /// about one subscription.
+    pub signed_at: DateTime<Utc>,
+    /// `expiresDate` (none: a purchase that does not expire).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// `revocationDate`: refunded or revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
     /// When the plan ends: `revocationDate` if revoked, else `expiresDate`.
     pub ends_at: Option<DateTime<Utc>>,
     /// Whether the product grants pro.
     pub pro: bool,
     /// The decoded payload.
     pub payload: Value,
+}
+
+impl Transaction {
+    /// Later transactions of a subscription first, then newer statements.
+    fn recency(&self) -> (DateTime<Utc>, DateTime<Utc>) {
+        (self.purchased_at, self.signed_at)
+    }
 }
 
 fn millis(v: &Value) -> Option<DateTime<Utc>> {
@@ -161,21 +219,49 @@ impl Apple {
         ) else {
             return Err(AppError::field(field, "The transaction lacks its ids."));
         };
-        let pro = self.pro_products.is_empty() || self.pro_products.contains(&product_id);
+        // Without its dates a statement cannot be put in order: refused
+        // rather than guessed (Apple always sends both).
+        let purchased_at = millis(&p["purchaseDate"]);
+        let signed_at = millis(&p["signedDate"]);
+        let (Some(purchased_at), Some(signed_at)) = (purchased_at, signed_at) else {
+            return Err(AppError::field(
+                field,
+                "The transaction lacks its purchaseDate or signedDate.",
+            ));
+        };
+        let expires_at = millis(&p["expiresDate"]);
+        let revoked_at = millis(&p["revocationDate"]);
+        let pro = self.pro_products.contains(&product_id);
         Ok(Transaction {
-            ends_at: millis(&p["revocationDate"]).or_else(|| millis(&p["expiresDate"])),
             id,
             original_id,
             product_id,
+            purchased_at,
+            signed_at,
+            expires_at,
+            revoked_at,
+            ends_at: revoked_at.or(expires_at),
             pro,
             payload: p,
         })
     }
 }
 
-/// Records `tx` under `event_key` and applies it to `user_id` (or to the
-/// owner of its original transaction when `user_id` is `None`). Returns
-/// false when the event was seen before (nothing changed).
+/// What [`apply`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// The event was not recorded before.
+    pub fresh: bool,
+    /// The statement became its subscription's latest known state (false:
+    /// a notification seen before, or a statement older than the stored
+    /// one; nothing changed).
+    pub current: bool,
+}
+
+/// Records `tx` under `event_key`, makes it its subscription's latest known
+/// state unless a newer statement is stored, and then applies that state to
+/// `user_id` (or to the owner of its original transaction when `user_id` is
+/// `None`).
 pub async fn apply(
     conn: &mut PgConnection,
     user_id: Option<i64>,
@@ -183,9 +269,10 @@ pub async fn apply(
     event_key: &str,
     kind: &str,
     payload: &Value,
-) -> AppResult<bool> {
+) -> AppResult<Applied> {
     // One original transaction at a time: two accounts verifying the same
-    // new subscription at once get one success and one 409, never a 500.
+    // new subscription at once get one success and one 409, never a 500;
+    // two statements about one subscription are ordered one after the other.
     sqlx::query!(
         "SELECT pg_advisory_xact_lock(hashtext('apple:' || $1::text))",
         tx.original_id
@@ -219,18 +306,78 @@ pub async fn apply(
     .fetch_optional(&mut *conn)
     .await?
     .is_some();
+    if !fresh && user_id.is_none() {
+        // A notification seen before was applied (or found older) then.
+        return Ok(Applied {
+            fresh,
+            current: false,
+        });
+    }
+    // The statement replaces the stored state only when it is not older
+    // (signedDate) and is about the same transaction or a later one
+    // (purchaseDate): a saved statement, or re-signed history of earlier
+    // periods, cannot roll the subscription back. A revocation stays with
+    // its transaction whatever a later statement about it omits; a new
+    // transaction (a renewal after a refund) carries its own.
+    let state = sqlx::query!(
+        "INSERT INTO store_transaction_state AS s
+                (source, original_transaction_id, transaction_id, product_id, purchased_at, signed_at,
+                 expires_at, revoked_at)
+         VALUES ('apple', $1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (source, original_transaction_id) DO UPDATE
+            SET transaction_id = EXCLUDED.transaction_id, product_id = EXCLUDED.product_id,
+                purchased_at = EXCLUDED.purchased_at, signed_at = EXCLUDED.signed_at,
+                expires_at = EXCLUDED.expires_at,
+                revoked_at = CASE WHEN s.transaction_id = EXCLUDED.transaction_id
+                                  THEN COALESCE(s.revoked_at, EXCLUDED.revoked_at)
+                                  ELSE EXCLUDED.revoked_at END,
+                updated_at = now()
+          WHERE EXCLUDED.signed_at >= s.signed_at
+            AND (EXCLUDED.transaction_id = s.transaction_id OR EXCLUDED.purchased_at >= s.purchased_at)
+         RETURNING expires_at, revoked_at",
+        tx.original_id,
+        tx.id,
+        tx.product_id,
+        tx.purchased_at,
+        tx.signed_at,
+        tx.expires_at,
+        tx.revoked_at
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(state) = state else {
+        tracing::info!(
+            original_transaction_id = tx.original_id,
+            transaction_id = tx.id,
+            signed_at = %tx.signed_at,
+            kind,
+            "store statement older than the subscription's latest; nothing changed"
+        );
+        return Ok(Applied {
+            fresh,
+            current: false,
+        });
+    };
+    let applied = Applied {
+        fresh,
+        current: true,
+    };
     let Some(user) = target else {
         tracing::info!(
             original_transaction_id = tx.original_id,
             kind,
             "store event for no known account; recorded"
         );
-        return Ok(fresh);
+        return Ok(applied);
     };
-    if !fresh && user_id.is_none() {
-        return Ok(false);
-    }
-    let tier = if tx.pro { "pro" } else { "free" };
+    // A revoked transaction grants nothing, even before its revocation
+    // date or with a pro product.
+    let tier = if tx.pro && state.revoked_at.is_none() {
+        "pro"
+    } else {
+        "free"
+    };
+    let ends_at = state.revoked_at.or(state.expires_at);
     sqlx::query!(
         "INSERT INTO user_subscriptions (user_id, tier, expires_at, source, original_transaction_id)
          VALUES ($1, $2, $3, 'apple', $4)
@@ -245,13 +392,13 @@ pub async fn apply(
                 original_transaction_id = EXCLUDED.original_transaction_id, updated_at = now()",
         user,
         tier,
-        tx.ends_at,
+        ends_at,
         tx.original_id
     )
     .execute(&mut *conn)
     .await?;
-    tracing::info!(user_id = user, product = tx.product_id, ends_at = ?tx.ends_at, kind, "subscription updated from the App Store");
-    Ok(fresh)
+    tracing::info!(user_id = user, product = tx.product_id, tier, ends_at = ?ends_at, kind, "subscription updated from the App Store");
+    Ok(applied)
 }
 
 #[derive(Deserialize)]
@@ -308,11 +455,22 @@ pub(crate) async fn restore(
             "Send 1 to 50 signed transactions.",
         ));
     }
-    let mut txs = Vec::new();
+    // Every one is verified; of each subscription only its latest
+    // transaction (purchase, then statement) is applied: the earlier ones
+    // describe periods it has replaced, and their statements, all signed
+    // about now, are in no useful order.
+    let mut txs: Vec<Transaction> = Vec::new();
     for (i, jws) in b.signed_transactions.iter().enumerate() {
-        txs.push(apple.transaction(jws, &format!("signed_transactions[{i}]"))?);
+        let tx = apple.transaction(jws, &format!("signed_transactions[{i}]"))?;
+        let seen = txs.iter().position(|t| t.original_id == tx.original_id);
+        match seen {
+            Some(j) if tx.recency() > txs[j].recency() => txs[j] = tx,
+            Some(_) => {}
+            None => txs.push(tx),
+        }
     }
-    // Oldest end first, so the latest transaction decides the plan.
+    // Oldest end first, so the subscription that lasts longest decides the
+    // plan.
     txs.sort_by_key(|t| t.ends_at);
     record_for(&state, user.id, &txs, "restore").await
 }
@@ -375,27 +533,38 @@ pub(crate) async fn apple_webhook(
         ));
     }
     let mut db = state.db.begin().await?;
-    let fresh = match n["data"]["signedTransactionInfo"].as_str() {
+    let applied = match n["data"]["signedTransactionInfo"].as_str() {
+        // Ordered by the embedded transaction's signedDate, not the
+        // notification's: the same clock as the statements verify/ and
+        // restore/ receive (Apple signs both when it sends a notification,
+        // and a retry resends them unchanged). An older one answers 200
+        // (`applied: false`) so Apple stops retrying it.
         Some(jws) => {
             let tx = apple.transaction(jws, "signedPayload")?;
             apply(&mut db, None, &tx, uuid, &kind, &n).await?
         }
         // TEST notifications and summaries carry no transaction.
-        None => sqlx::query_scalar!(
-            "INSERT INTO subscription_events (source, event_key, kind, payload) VALUES ('apple', $1, $2, $3)
-             ON CONFLICT (source, event_key) DO NOTHING RETURNING id",
-            uuid,
-            kind,
-            n
-        )
-        .fetch_optional(&mut *db)
-        .await?
-        .is_some(),
+        None => Applied {
+            fresh: sqlx::query_scalar!(
+                "INSERT INTO subscription_events (source, event_key, kind, payload) VALUES ('apple', $1, $2, $3)
+                 ON CONFLICT (source, event_key) DO NOTHING RETURNING id",
+                uuid,
+                kind,
+                n
+            )
+            .fetch_optional(&mut *db)
+            .await?
+            .is_some(),
+            current: false,
+        },
     };
     db.commit().await?;
-    Ok(Json(
-        json!({"received": true, "duplicate": !fresh, "type": kind}),
-    ))
+    Ok(Json(json!({
+        "received": true,
+        "duplicate": !applied.fresh,
+        "applied": applied.current,
+        "type": kind,
+    })))
 }
 
 pub(crate) async fn google_webhook() -> AppResult<Json<Value>> {

@@ -1,15 +1,18 @@
 //! App Store purchases with a certificate chain the tests generate (a P-384
 //! root and intermediate, a P-256 leaf, Apple's marker extensions), signed
 //! with ES256 as Apple signs: the verifier's refusals (wrong root, tampered
-//! payload, expired certificate, broken chain, missing markers), and the
-//! routes against a real Postgres (verify, restore, ownership, the v2
-//! webhook's idempotency, Google Play not configured).
+//! payload, expired certificate, broken chain, missing markers), the
+//! settings (pro products required), and the routes against a real
+//! Postgres (verify, restore, ownership, the v2 webhook's idempotency,
+//! statements applied in signedDate order, refunds that stick, Google Play
+//! not configured).
 
 use api_subscriptions::appstore::{JwsError, Verifier};
 use api_subscriptions::{app_with, Apple, Stores};
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
+use honeydue_core::Env;
 use honeydue_http::{Config, State};
 use honeydue_testkit::fixtures::user;
 use honeydue_testkit::{TestClient, TestDb};
@@ -216,6 +219,11 @@ struct App {
 }
 
 async fn spawn() -> App {
+    spawn_selling(&["pro.monthly", "pro.yearly"]).await
+}
+
+/// The app with these products granting pro.
+async fn spawn_selling(pro_products: &[&str]) -> App {
     let db = TestDb::new().await;
     let r = root("Test Root CA - G3");
     let chain = chain_under(&r, 2040, true);
@@ -224,7 +232,7 @@ async fn spawn() -> App {
         apple: Some(Apple {
             verifier: Verifier::new(vec![chain.root.clone()]),
             bundle_id: BUNDLE.into(),
-            pro_products: vec!["pro.monthly".into(), "pro.yearly".into()],
+            pro_products: pro_products.iter().map(|p| p.to_string()).collect(),
             environments: vec!["Production".into()],
         }),
     };
@@ -557,5 +565,289 @@ async fn unconfigured_app_store_says_so() {
         .await
         .status,
         501
+    );
+}
+
+/// `t` as bought and signed at `when` (Apple signs a new period's statement
+/// when it begins).
+fn bought_at(mut t: Value, when: DateTime<Utc>) -> Value {
+    t["purchaseDate"] = json!(when.timestamp_millis());
+    t["signedDate"] = json!(when.timestamp_millis());
+    t
+}
+
+/// `t` as Apple signs it once refunded at `when`.
+fn refunded_at(mut t: Value, when: DateTime<Utc>) -> Value {
+    t["signedDate"] = json!(when.timestamp_millis());
+    t["revocationDate"] = json!(when.timestamp_millis());
+    t
+}
+
+/// A notification Apple signed at `when`.
+fn notification_at(uuid: &str, kind: &str, signed_tx: &str, when: DateTime<Utc>) -> Value {
+    let mut n = notification(uuid, kind, signed_tx);
+    n["signedDate"] = json!(when.timestamp_millis());
+    n
+}
+
+/// When `plan` (as status/ and verify/ answer it) ends.
+fn plan_ends(plan: &Value) -> DateTime<Utc> {
+    serde_json::from_value(plan["expires_at"].clone()).unwrap()
+}
+
+impl App {
+    /// `verify/` of `jws` as `token`'s; the resulting plan.
+    async fn verify(&self, token: &str, jws: &str) -> Value {
+        let r = self
+            .c
+            .post(
+                "/api/subscription/verify/",
+                json!({"platform": "ios", "signed_transaction": jws}),
+                Some(token),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// Delivers notification `n`; the answer Apple gets.
+    async fn hook(&self, n: &Value) -> Value {
+        let r = self
+            .c
+            .post(
+                "/api/subscription/webhook/apple/",
+                json!({"signedPayload": sign(&self.chain, n)}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()
+    }
+
+    /// `token`'s plan.
+    async fn plan(&self, token: &str) -> Value {
+        self.c
+            .get("/api/subscription/status/", Some(token))
+            .await
+            .json()
+    }
+}
+
+#[tokio::test]
+async fn a_refunded_transaction_replayed_to_verify_or_restore_stays_refunded() {
+    let a = spawn().await;
+    let (_, ann) = user(&a.db.pool, "ann@example.com").await;
+    let t0 = Utc::now() - Duration::hours(2);
+    let t1 = t0 + Duration::hours(1);
+    let bought = bought_at(transaction("500", "500", "pro.monthly", 30), t0);
+    let saved = sign(&a.chain, &bought);
+    assert_eq!(a.verify(&ann, &saved).await["tier"], "pro");
+
+    // Apple refunds it an hour later and says so.
+    let refunded = sign(&a.chain, &refunded_at(bought.clone(), t1));
+    let refund = notification_at("uuid-refund-500", "REFUND", &refunded, t1);
+    assert_eq!(a.hook(&refund).await["applied"], true);
+    assert_eq!(a.plan(&ann).await["tier"], "free");
+
+    // The JWS saved before the refund is still correctly signed; replayed,
+    // it changes nothing, through verify/ or restore/.
+    assert_eq!(a.verify(&ann, &saved).await["tier"], "free");
+    let r =
+        a.c.post(
+            "/api/subscription/restore/",
+            json!({"signed_transactions": [saved]}),
+            Some(&ann),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["tier"], "free");
+    // A later statement about the same transaction that leaves out the
+    // revocation does not lift it either.
+    let mut unrevoked = bought.clone();
+    unrevoked["signedDate"] = json!(Utc::now().timestamp_millis());
+    let unrevoked = sign(&a.chain, &unrevoked);
+    assert_eq!(a.verify(&ann, &unrevoked).await["tier"], "free");
+    let (tx, revoked): (String, bool) = sqlx::query_as(
+        "SELECT transaction_id, revoked_at IS NOT NULL FROM store_transaction_state
+          WHERE source = 'apple' AND original_transaction_id = '500'",
+    )
+    .fetch_one(&a.db.pool)
+    .await
+    .unwrap();
+    assert_eq!((tx.as_str(), revoked), ("500", true));
+
+    // A genuine new period after the refund (a new transaction, signed
+    // later, not revoked) is pro again; the saved JWS still changes nothing.
+    let renewal = bought_at(transaction("501", "500", "pro.monthly", 30), Utc::now());
+    let plan = a.verify(&ann, &sign(&a.chain, &renewal)).await;
+    assert_eq!(plan["tier"], "pro");
+    let until = plan_ends(&plan);
+    assert!(until > Utc::now() + Duration::days(29));
+    let plan = a.verify(&ann, &saved).await;
+    assert_eq!(plan["tier"], "pro");
+    assert_eq!(plan_ends(&plan), until);
+}
+
+#[tokio::test]
+async fn notifications_apply_in_signed_date_order() {
+    let a = spawn().await;
+    let (_, ann) = user(&a.db.pool, "ann@example.com").await;
+    let t0 = Utc::now() - Duration::hours(3);
+    let t1 = t0 + Duration::hours(1);
+    let t2 = t1 + Duration::hours(1);
+    let t3 = t2 + Duration::minutes(30);
+    let first = bought_at(transaction("600", "600", "pro.monthly", 5), t0);
+    assert_eq!(a.verify(&ann, &sign(&a.chain, &first)).await["tier"], "pro");
+    let renewal = bought_at(transaction("601", "600", "pro.monthly", 35), t1);
+    let renewed = sign(&a.chain, &renewal);
+    let renew = notification_at("uuid-renew-601", "DID_RENEW", &renewed, t1);
+    let refunded = sign(&a.chain, &refunded_at(renewal.clone(), t2));
+    let refund = notification_at("uuid-refund-601", "REFUND", &refunded, t2);
+
+    // The refund is delivered first, the renewal it refunds after it: the
+    // late renewal is acknowledged and changes nothing.
+    assert_eq!(a.hook(&refund).await["applied"], true);
+    assert_eq!(a.plan(&ann).await["tier"], "free");
+    let r = a.hook(&renew).await;
+    assert_eq!(r["duplicate"], false);
+    assert_eq!(r["applied"], false);
+    assert_eq!(a.plan(&ann).await["tier"], "free");
+
+    // A new period after the refund counts.
+    let resubscribed = bought_at(transaction("602", "600", "pro.monthly", 60), t3);
+    let resubscribed = sign(&a.chain, &resubscribed);
+    let resubscribe = notification_at("uuid-resub-602", "SUBSCRIBED", &resubscribed, t3);
+    assert_eq!(a.hook(&resubscribe).await["applied"], true);
+    let plan = a.plan(&ann).await;
+    assert_eq!(plan["tier"], "pro");
+    let until = plan_ends(&plan);
+    assert!(until > Utc::now() + Duration::days(59));
+
+    // Neither a late notification nor a newly signed one about an earlier
+    // period shortens it.
+    let late = notification_at("uuid-late-600", "EXPIRED", &sign(&a.chain, &first), t0);
+    assert_eq!(a.hook(&late).await["applied"], false);
+    let mut resigned = first.clone();
+    resigned["signedDate"] = json!(Utc::now().timestamp_millis());
+    let resigned = sign(&a.chain, &resigned);
+    let history = notification_at("uuid-history-600", "EXPIRED", &resigned, Utc::now());
+    assert_eq!(a.hook(&history).await["applied"], false);
+    let plan = a.plan(&ann).await;
+    assert_eq!(plan["tier"], "pro");
+    assert_eq!(plan_ends(&plan), until);
+}
+
+#[tokio::test]
+async fn a_refund_seen_before_any_account_claims_the_purchase_still_counts() {
+    let a = spawn().await;
+    let (_, ann) = user(&a.db.pool, "ann@example.com").await;
+    let t0 = Utc::now() - Duration::hours(2);
+    let t1 = t0 + Duration::hours(1);
+    let bought = bought_at(transaction("700", "700", "pro.yearly", 365), t0);
+    let saved = sign(&a.chain, &bought);
+    let refunded = sign(&a.chain, &refunded_at(bought.clone(), t1));
+    let refund = notification_at("uuid-refund-700", "REFUND", &refunded, t1);
+    assert_eq!(a.hook(&refund).await["applied"], true);
+
+    // Nobody owned it when the refund came; the JWS saved before it still
+    // grants nothing to whoever presents it.
+    assert_eq!(a.verify(&ann, &saved).await["tier"], "free");
+    assert_eq!(a.plan(&ann).await["tier"], "free");
+}
+
+#[tokio::test]
+async fn only_the_listed_products_grant_pro() {
+    let a = spawn_selling(&["pro.monthly"]).await;
+    let (_, ann) = user(&a.db.pool, "ann@example.com").await;
+    let other = sign(&a.chain, &transaction("800", "800", "tips.large", 30));
+    assert_eq!(a.verify(&ann, &other).await["tier"], "free");
+    let pro = sign(&a.chain, &transaction("801", "801", "pro.monthly", 30));
+    assert_eq!(a.verify(&ann, &pro).await["tier"], "pro");
+
+    // An App Store built without products (the settings refuse it) sells
+    // no pro at all, rather than pro for every product.
+    let none = spawn_selling(&[]).await;
+    let (_, cid) = user(&none.db.pool, "cid@example.com").await;
+    let any = sign(&none.chain, &transaction("900", "900", "pro.monthly", 30));
+    assert_eq!(none.verify(&cid, &any).await["tier"], "free");
+}
+
+/// App Store settings read from these variables; the error names every bad
+/// one.
+fn settings(pairs: &[(&str, &str)]) -> Result<Stores, String> {
+    Stores::from_env(Env::from_pairs(pairs.iter().copied())).map_err(|e| e.to_string())
+}
+
+#[test]
+fn app_store_settings_require_pro_product_ids() {
+    let roots = STANDARD.encode(root("Test Root CA - G3").cert.der());
+    // No App Store: nothing else is needed (its routes answer 501).
+    let none = settings(&[]).unwrap_or_else(|e| panic!("{e}"));
+    assert!(none.apple.is_none());
+
+    // The roots without products that grant pro: refused, by name.
+    for products in [None, Some(""), Some(" , ")] {
+        let mut pairs = vec![
+            ("APPLE_ROOT_CERTS", roots.as_str()),
+            ("APPLE_BUNDLE_ID", BUNDLE),
+        ];
+        pairs.extend(products.map(|p| ("APPLE_PRO_PRODUCT_IDS", p)));
+        let Err(e) = settings(&pairs) else {
+            panic!("accepted without pro products ({products:?})");
+        };
+        assert!(e.contains("APPLE_PRO_PRODUCT_IDS"), "{e}");
+    }
+    // Every problem at once.
+    let Err(e) = settings(&[("APPLE_ROOT_CERTS", "not base64!")]) else {
+        panic!("accepted unreadable roots");
+    };
+    for name in [
+        "APPLE_ROOT_CERTS",
+        "APPLE_BUNDLE_ID",
+        "APPLE_PRO_PRODUCT_IDS",
+    ] {
+        assert!(e.contains(name), "{e}");
+    }
+
+    let s = settings(&[
+        ("APPLE_ROOT_CERTS", roots.as_str()),
+        ("APPLE_BUNDLE_ID", BUNDLE),
+        ("APPLE_PRO_PRODUCT_IDS", "pro.monthly, pro.yearly"),
+    ])
+    .unwrap_or_else(|e| panic!("{e}"));
+    let apple = s.apple.expect("configured");
+    assert_eq!(apple.pro_products, ["pro.monthly", "pro.yearly"]);
+    assert_eq!(apple.environments, ["Production"]);
+}
+
+#[test]
+fn the_function_refuses_to_start_without_pro_product_ids() {
+    let roots = STANDARD.encode(root("Test Root CA - G3").cert.der());
+    let start = |products: Option<&str>| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_api-subscriptions"));
+        cmd.env_clear()
+            .env("AWS_LAMBDA_LOG_FORMAT", "Text")
+            .env("APPLE_ROOT_CERTS", &roots)
+            .env("APPLE_BUNDLE_ID", BUNDLE);
+        if let Some(p) = products {
+            cmd.env("APPLE_PRO_PRODUCT_IDS", p);
+        }
+        let out = cmd.output().expect("run api-subscriptions");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = start(None);
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("APPLE_PRO_PRODUCT_IDS"), "{stderr}");
+
+    // With them the App Store settings pass, and the next missing setting
+    // (there is no database here) is what stops it.
+    let (code, stderr) = start(Some("pro.monthly"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("DATABASE_URL") && !stderr.contains("APPLE_"),
+        "{stderr}"
     );
 }

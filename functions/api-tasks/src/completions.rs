@@ -131,11 +131,9 @@ async fn create(
         "notes",
         "Enter at most 10000 characters.",
     );
-    v.check(
-        b.actual_cost.is_none_or(|c| c >= Decimal::ZERO),
-        "actual_cost",
-        "Must be zero or more.",
-    );
+    if let Some(c) = b.actual_cost {
+        v.money("actual_cost", c);
+    }
     v.check(
         b.rating.is_none_or(|r| (1..=5).contains(&r)),
         "rating",

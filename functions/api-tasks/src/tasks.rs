@@ -327,11 +327,7 @@ async fn validate(
         );
     }
     if let Some(Some(c)) = b.estimated_cost {
-        v.check(
-            c >= Decimal::ZERO && c < Decimal::from(10_000_000_000i64),
-            "estimated_cost",
-            "Must be zero or more.",
-        );
+        v.money("estimated_cost", c);
     }
     if let Some(Some(u)) = b.assigned_to {
         let member = sqlx::query_scalar!(

@@ -899,3 +899,65 @@ async fn calendar_feed_lists_my_due_tasks_until_revoked() {
 fn hex_of(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+#[tokio::test]
+async fn completion_costs_that_do_not_fit_numeric_12_2_are_422_not_500() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    let w = task(&c, &ta, json!({"residence_id": home, "title": "w", "frequency_id": WEEKLY, "due_date": "2026-01-01"})).await["id"].as_i64().unwrap();
+    // actual_cost is NUMERIC(12,2): 10 digits before the point, 2 after.
+    for bad in [
+        json!("10000000000"),    // an 11th digit: numeric field overflow
+        json!("9999999999.999"), // rounds up into the same overflow
+        json!("12.345"),         // would be rounded silently
+        json!(12345678901234.5), // a JSON number just as much
+        json!(1e300),            // past what a decimal holds
+        json!("NaN"),
+        json!("-0.01"),
+    ] {
+        let r = c
+            .post(
+                "/api/task-completions/",
+                json!({"task_id": w, "actual_cost": bad}),
+                Some(&ta),
+            )
+            .await;
+        assert_eq!(r.status, 422, "{bad}: {}", r.text());
+        assert!(
+            r.json()["error"]["fields"]["actual_cost"].is_array(),
+            "{bad}: {}",
+            r.text()
+        );
+    }
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM task_completions")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "nothing was recorded");
+    // The largest cost that fits, and trailing zeros, are fine.
+    for good in ["9999999999.99", "12.500"] {
+        let r = c
+            .post(
+                "/api/task-completions/",
+                json!({"task_id": w, "actual_cost": good}),
+                Some(&ta),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{good}: {}", r.text());
+    }
+    let r = c
+        .get(&format!("/api/task-completions/?task={w}"), Some(&ta))
+        .await;
+    let costs: Vec<Value> = r.json()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["actual_cost"].clone())
+        .collect();
+    assert_eq!(
+        costs,
+        vec![json!("12.50"), json!("9999999999.99")],
+        "newest first"
+    );
+}

@@ -2,6 +2,13 @@
 //! presigned PUT (5 minutes, content type and length bound), confirm (the
 //! function HEADs the object: size and type must match), and download through
 //! a 302 to a presigned GET after a membership check.
+//!
+//! Every upload, whatever its purpose, is charged to the uploader's quota
+//! (files and bytes by tier, see `honeydue_core::limits`) when it is
+//! presigned. Confirming an `avatar` upload makes it the caller's avatar
+//! (`users.avatar_upload_id`); the avatar it replaces is marked `deleted`
+//! (no longer served nor counted) and `cron-cleanup` removes its file, then
+//! its row. Confirmed uploads nothing references go with the cleanup too.
 
 use std::time::Duration;
 
@@ -70,8 +77,8 @@ impl Uploads {
 }
 
 honeydue_http::routes! { Uploads;
-    POST "/api/uploads/presign/" => presign, User, "A presigned PUT for a new upload (5 minutes)";
-    POST "/api/uploads/{id}/confirm/" => confirm, User, "Confirm an upload (size and type checked)";
+    POST "/api/uploads/presign/" => presign, User, "A presigned PUT for a new upload (5 minutes; files and bytes quota by tier)";
+    POST "/api/uploads/{id}/confirm/" => confirm, User, "Confirm an upload (size and type checked); an avatar becomes the caller's";
     GET "/api/files/{id}/" => download, User, "302 to a presigned GET (members only)";
 }
 
@@ -99,8 +106,8 @@ async fn presign(
     user: AuthUser,
     Json(b): Json<PresignIn>,
 ) -> AppResult<impl IntoResponse> {
-    let mut conn = state.base.db.acquire().await?;
-    let plan = limits::plan(&mut conn, user.id).await?;
+    let mut tx = state.base.db.begin().await?;
+    let plan = limits::plan(&mut tx, user.id).await?;
     let mut v = Validator::new();
     v.check(
         PURPOSES.contains(&b.purpose.as_str()),
@@ -135,8 +142,11 @@ async fn presign(
     );
     v.finish()?;
     if let Some(r) = b.residence_id {
-        membership::writer(&mut conn, user.id, r).await?;
+        membership::writer(&mut tx, user.id, r).await?;
     }
+    // Charged to the caller, whatever the purpose or residence; their row
+    // stays locked until the insert commits.
+    limits::check_upload(&mut tx, user.id, b.size).await?;
     let id = uuid::Uuid::new_v4();
     let key = format!("uploads/{}", id.simple());
     sqlx::query!(
@@ -151,8 +161,9 @@ async fn presign(
         ct,
         b.size
     )
-    .execute(&mut *conn)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     let url = state
         .storage
         .presign_put(&key, &ct, b.size, URL_TTL)
@@ -175,8 +186,10 @@ async fn confirm(
     Path(raw): Path<String>,
 ) -> AppResult<Json<Value>> {
     let id = upload_id(&raw)?;
+    // A replaced avatar (`deleted`) is gone, for its uploader too.
     let u = sqlx::query!(
-        "SELECT object_key, content_type, size_bytes, status FROM uploads WHERE id = $1 AND user_id = $2",
+        "SELECT object_key, content_type, size_bytes, status FROM uploads
+          WHERE id = $1 AND user_id = $2 AND status <> 'deleted'",
         id,
         user.id
     )
@@ -209,13 +222,48 @@ async fn confirm(
                 ),
             ));
         }
+    }
+    // The user's row, then the upload's: the order of presign's quota check,
+    // so one user's confirms queue and a replaced avatar is marked once.
+    let mut tx = state.base.db.begin().await?;
+    let current = sqlx::query_scalar!(
+        r#"SELECT avatar_upload_id AS "avatar_upload_id?" FROM users WHERE id = $1 FOR UPDATE"#,
+        user.id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(AppError::NotFound("upload"))?;
+    // No row: the cleanup job removed it meanwhile (it holds the rows it
+    // deletes, so this waits for it), or it was replaced as an avatar.
+    let purpose = sqlx::query_scalar!(
+        r#"UPDATE uploads SET status = 'confirmed', confirmed_at = COALESCE(confirmed_at, now())
+            WHERE id = $1 AND user_id = $2 AND status <> 'deleted'
+            RETURNING purpose AS "purpose!""#,
+        id,
+        user.id
+    )
+    .fetch_optional(&mut *tx)
+    .await?
+    .ok_or(AppError::NotFound("upload"))?;
+    if purpose == "avatar" && current != Some(id) {
         sqlx::query!(
-            "UPDATE uploads SET status = 'confirmed', confirmed_at = now() WHERE id = $1",
+            "UPDATE users SET avatar_upload_id = $2 WHERE id = $1",
+            user.id,
             id
         )
-        .execute(&state.base.db)
+        .execute(&mut *tx)
         .await?;
+        if let Some(old) = current {
+            sqlx::query!(
+                "UPDATE uploads SET status = 'deleted', deleted_at = now()
+                  WHERE id = $1 AND purpose = 'avatar' AND status <> 'deleted'",
+                old
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
     }
+    tx.commit().await?;
     Ok(Json(
         json!({"id": id, "status": "confirmed", "size": u.size_bytes, "content_type": u.content_type}),
     ))

@@ -8,7 +8,8 @@
 //! | app and admin tokens | expired before T, or revoked more than a day before T |
 //! | residence share codes | expired before T |
 //! | uploads never confirmed | created more than 24 h before T |
-//! | confirmed uploads nothing uses | confirmed more than 24 h before T and not a residence image, completion photo or document file (avatars of existing users are kept). This is how the files of a deleted account, task or residence go. |
+//! | confirmed uploads nothing uses | confirmed more than 24 h before T and not a residence image, completion photo, document file or any user's current avatar. This is how the files of a deleted account, task or residence, and avatars never made current, go. |
+//! | uploads marked `deleted` (a replaced avatar) | marked before T |
 //! | read notifications | read more than 90 days before T |
 //! | reminder ledgers | more than 60 days old (longer than any offset) |
 //! | digest ledger, job runs | more than 30 days old |
@@ -17,7 +18,10 @@
 //! Files go first: an upload row is deleted only after its object is gone
 //! from the bucket (a missing object counts as gone). A failed object
 //! deletion keeps the row for the next run and is counted in
-//! `file_errors`. Onboarding records are kept (each step goes once, ever).
+//! `file_errors`. An upload something references is never deleted, whatever
+//! its status: every foreign key to `uploads` (`residences.image_upload_id`,
+//! `completion_images`, `document_files`, `users.avatar_upload_id`) is
+//! tested. Onboarding records are kept (each step goes once, ever).
 //!
 //! Accounts are deleted at once by `DELETE /api/auth/account/` (their rows
 //! cascade); there is no soft-deleted state to purge later. The files they
@@ -126,6 +130,26 @@ async fn serve_day(ctx: &Ctx, t: DateTime<Utc>) -> anyhow::Result<Value> {
         }
         stats.insert(name.into(), total.into());
     }
+    // Emails that carried a one-time code go a day after delivery (their
+    // code was already replaced by a placeholder when they were sent).
+    let codes = sqlx::query!(
+        "DELETE FROM email_outbox WHERE status IN ('sent', 'dead') AND kind = ANY($2)
+            AND created_at < $1::timestamptz - interval '1 day'",
+        t,
+        honeydue_mail::CODE_KINDS as &[&str]
+    )
+    .execute(&ctx.db)
+    .await?
+    .rows_affected();
+    stats.insert("outbox_codes".into(), codes.into());
+    let failures = sqlx::query!(
+        "DELETE FROM share_code_failures WHERE failed_at < $1::timestamptz - interval '2 days'",
+        t
+    )
+    .execute(&ctx.db)
+    .await?
+    .rows_affected();
+    stats.insert("share_code_failures".into(), failures.into());
     Ok(Value::Object(stats))
 }
 
@@ -142,11 +166,12 @@ async fn uploads(ctx: &Ctx, t: DateTime<Utc>) -> anyhow::Result<(u64, u64)> {
             r#"SELECT u.id, u.object_key FROM uploads u
                 WHERE u.id <> ALL ($3::uuid[])
                   AND ((u.status = 'pending' AND u.created_at < $1::timestamptz - interval '24 hours')
-                    OR (u.status = 'confirmed' AND u.confirmed_at < $1 - interval '24 hours'
-                        AND NOT (u.purpose = 'avatar' AND u.user_id IS NOT NULL)
-                        AND NOT EXISTS (SELECT 1 FROM completion_images c WHERE c.upload_id = u.id)
-                        AND NOT EXISTS (SELECT 1 FROM document_files d WHERE d.upload_id = u.id)
-                        AND NOT EXISTS (SELECT 1 FROM residences r WHERE r.image_upload_id = u.id)))
+                    OR (u.status = 'confirmed' AND u.confirmed_at < $1 - interval '24 hours')
+                    OR (u.status = 'deleted' AND u.deleted_at < $1))
+                  AND NOT EXISTS (SELECT 1 FROM completion_images c WHERE c.upload_id = u.id)
+                  AND NOT EXISTS (SELECT 1 FROM document_files d WHERE d.upload_id = u.id)
+                  AND NOT EXISTS (SELECT 1 FROM residences r WHERE r.image_upload_id = u.id)
+                  AND NOT EXISTS (SELECT 1 FROM users a WHERE a.avatar_upload_id = u.id)
                 ORDER BY u.created_at
                 LIMIT $2
                 FOR UPDATE SKIP LOCKED"#,

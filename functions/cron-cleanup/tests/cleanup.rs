@@ -7,7 +7,7 @@ use std::time::Duration;
 use cron_cleanup::JOB;
 use honeydue_core::Env;
 use honeydue_jobs::{run_event, Ctx};
-use honeydue_testkit::fixtures::{exec, residence, task, upload, user};
+use honeydue_testkit::fixtures::{document, exec, residence, task, upload, user};
 use honeydue_testkit::s3::TestS3;
 use honeydue_testkit::TestDb;
 use serde_json::json;
@@ -101,9 +101,9 @@ async fn deletes_exactly_what_is_past_its_cut_off() {
         ),
     )
     .await;
-    exec(p, &format!("INSERT INTO residence_share_codes (residence_id, code, expires_at) VALUES ({home}, 'OLDCODE1', '2026-06-09T00:00Z')")).await;
+    exec(p, &format!("INSERT INTO residence_share_codes (residence_id, code, expires_at) VALUES ({home}, 'STALEAB2', '2026-06-09T00:00Z')")).await;
     let home2 = residence(p, ann, "Cabin").await;
-    exec(p, &format!("INSERT INTO residence_share_codes (residence_id, code, expires_at) VALUES ({home2}, 'LIVECODE', '2026-06-11T00:00Z')")).await;
+    exec(p, &format!("INSERT INTO residence_share_codes (residence_id, code, expires_at) VALUES ({home2}, 'LYVEABC2', '2026-06-11T00:00Z')")).await;
     // Notifications: read long ago, read lately, unread and old.
     exec(
         p,
@@ -135,7 +135,11 @@ async fn deletes_exactly_what_is_past_its_cut_off() {
         ({ann}, 'x', 'a@x.test', 'sent-recent', '', 'sent', '2026-06-01T00:00Z'),
         ({ann}, 'x', 'a@x.test', 'dead-recent', '', 'dead', '2026-05-01T00:00Z'),
         ({ann}, 'x', 'a@x.test', 'dead-old', '', 'dead', '2026-02-01T00:00Z'),
-        ({ann}, 'x', 'a@x.test', 'pending-old', '', 'pending', '2026-01-01T00:00Z')")).await;
+        ({ann}, 'x', 'a@x.test', 'pending-old', '', 'pending', '2026-01-01T00:00Z'),
+        ({ann}, 'verify_email', 'a@x.test', 'code-sent-2-days', '', 'sent', '2026-06-08T00:00Z'),
+        ({ann}, 'password_reset', 'a@x.test', 'code-dead-2-days', '', 'dead', '2026-06-08T00:00Z'),
+        ({ann}, 'verify_email', 'a@x.test', 'code-sent-today', '', 'sent', '2026-06-09T12:00Z'),
+        ({ann}, 'password_reset', 'a@x.test', 'code-pending', '', 'pending', '2026-06-01T00:00Z')")).await;
 
     // Uploads, each with its object in the bucket.
     let stale_pending = upload(p, ann, Some(home), "completion_photo", "pending").await;
@@ -169,6 +173,11 @@ async fn deletes_exactly_what_is_past_its_cut_off() {
     exec(
         p,
         &format!("UPDATE residences SET image_upload_id = '{image}' WHERE id = {home}"),
+    )
+    .await;
+    exec(
+        p,
+        &format!("UPDATE users SET avatar_upload_id = '{avatar}' WHERE id = {ann}"),
     )
     .await;
     let mut keys = Vec::new();
@@ -220,7 +229,7 @@ async fn deletes_exactly_what_is_past_its_cut_off() {
     assert_eq!(tokens, [3, 4], "expired and long-revoked tokens go");
     assert_eq!(
         ids(p, "SELECT code FROM residence_share_codes").await,
-        ["LIVECODE"]
+        ["LYVEABC2"]
     );
     assert_eq!(
         ids(p, "SELECT title FROM notifications ORDER BY 1").await,
@@ -244,7 +253,14 @@ async fn deletes_exactly_what_is_past_its_cut_off() {
     );
     assert_eq!(
         ids(p, "SELECT subject FROM email_outbox ORDER BY 1").await,
-        ["dead-recent", "pending-old", "sent-recent"]
+        [
+            "code-pending",
+            "code-sent-today",
+            "dead-recent",
+            "pending-old",
+            "sent-recent"
+        ],
+        "emails that carried a code go a day after delivery"
     );
     // Nothing else in the tables it touches went.
     assert_eq!(
@@ -289,4 +305,194 @@ async fn bucket_outage_keeps_rows_for_the_next_run() {
         .await
         .unwrap();
     assert_eq!(r.served[0].stats["uploads"], 1);
+}
+
+/// Asserts that the row and the object of each of `keys` are there unless
+/// listed in `gone`.
+async fn assert_gone(c: &Ctx, p: &PgPool, keys: &[(uuid::Uuid, String)], gone: &[uuid::Uuid]) {
+    for (id, k) in keys {
+        let row: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM uploads WHERE id = $1)")
+            .bind(id)
+            .fetch_one(p)
+            .await
+            .unwrap();
+        let want = !gone.contains(id);
+        assert_eq!(row, want, "upload row {id}");
+        assert_eq!(exists(c, k).await, want, "object {k}");
+    }
+}
+
+#[tokio::test]
+async fn only_referenced_uploads_and_current_avatars_outlive_the_grace() {
+    let db = TestDb::new().await;
+    let p = &db.pool;
+    let s3 = tokio::task::spawn_blocking(TestS3::start).await.unwrap();
+    let c = ctx(&db, &s3).await;
+    c.storage.as_ref().unwrap().ensure_bucket().await.unwrap();
+    // T = 2026-06-10T00:00Z: confirmed before 2026-06-09T00:00Z is past the grace.
+    let (ann, _) = user(p, "ann@example.com").await;
+    let (bob, _) = user(p, "bob@example.com").await;
+    let home = residence(p, ann, "Home").await;
+    let t = task(p, home, "Filter", "2026-06-01", None, None).await;
+    let doc = document(p, home, "Manual", "manual", "2030-01-01").await;
+
+    let current = upload(p, ann, None, "avatar", "confirmed").await;
+    let previous = upload(p, ann, None, "avatar", "confirmed").await;
+    let bobs = upload(p, bob, None, "avatar", "confirmed").await;
+    let replaced = upload(p, ann, None, "avatar", "confirmed").await;
+    let replaced_after_t = upload(p, ann, None, "avatar", "confirmed").await;
+    let image = upload(p, ann, Some(home), "residence_image", "confirmed").await;
+    let unused_image = upload(p, ann, Some(home), "residence_image", "confirmed").await;
+    let photo = upload(p, ann, Some(home), "completion_photo", "confirmed").await;
+    let unused_photo = upload(p, ann, Some(home), "completion_photo", "confirmed").await;
+    let file = upload(p, ann, Some(home), "document_file", "confirmed").await;
+    let unused_file = upload(p, ann, Some(home), "document_file", "confirmed").await;
+    let recent = upload(p, ann, Some(home), "completion_photo", "confirmed").await;
+    exec(
+        p,
+        "UPDATE uploads SET created_at = '2026-06-08T00:00Z', confirmed_at = '2026-06-08T23:59Z'",
+    )
+    .await;
+    exec(
+        p,
+        &format!("UPDATE uploads SET confirmed_at = '2026-06-09T00:01Z' WHERE id = '{recent}'"),
+    )
+    .await;
+    exec(p, &format!("UPDATE uploads SET status = 'deleted', deleted_at = '2026-06-09T18:00Z' WHERE id = '{replaced}'")).await;
+    exec(p, &format!("UPDATE uploads SET status = 'deleted', deleted_at = '2026-06-10T02:00Z' WHERE id = '{replaced_after_t}'")).await;
+    exec(
+        p,
+        &format!("UPDATE users SET avatar_upload_id = '{current}' WHERE id = {ann}"),
+    )
+    .await;
+    exec(
+        p,
+        &format!("UPDATE users SET avatar_upload_id = '{bobs}' WHERE id = {bob}"),
+    )
+    .await;
+    exec(
+        p,
+        &format!("UPDATE residences SET image_upload_id = '{image}' WHERE id = {home}"),
+    )
+    .await;
+    let completion: i64 = sqlx::query_scalar(
+        "INSERT INTO task_completions (task_id, completed_by, completed_at)
+         VALUES ($1, $2, '2026-06-01T10:00Z') RETURNING id",
+    )
+    .bind(t)
+    .bind(ann)
+    .fetch_one(p)
+    .await
+    .unwrap();
+    exec(
+        p,
+        &format!(
+            "INSERT INTO completion_images (completion_id, upload_id) VALUES ({completion}, '{photo}')"
+        ),
+    )
+    .await;
+    exec(
+        p,
+        &format!("INSERT INTO document_files (document_id, upload_id) VALUES ({doc}, '{file}')"),
+    )
+    .await;
+    let mut keys = Vec::new();
+    for id in [
+        current,
+        previous,
+        bobs,
+        replaced,
+        replaced_after_t,
+        image,
+        unused_image,
+        photo,
+        unused_photo,
+        file,
+        unused_file,
+        recent,
+    ] {
+        let k = key_of(p, id).await;
+        put_object(&c, &k).await;
+        keys.push((id, k));
+    }
+
+    // An avatar that is no one's current avatar goes like any unused file;
+    // one marked for deletion goes once marked before T.
+    let r = run_event(&c, &JOB, &json!({"time": "2026-06-10T04:30:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(r.served[0].stats["uploads"], 5, "{}", r.served[0].stats);
+    assert_eq!(r.served[0].stats["file_errors"], 0);
+    let mut gone = vec![previous, replaced, unused_image, unused_photo, unused_file];
+    assert_gone(&c, p, &keys, &gone).await;
+
+    // A day later: the avatar marked after T, and the photo once its grace is over.
+    let r = run_event(&c, &JOB, &json!({"time": "2026-06-11T04:30:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(r.served[0].stats["uploads"], 2, "{}", r.served[0].stats);
+    gone.extend([replaced_after_t, recent]);
+    assert_gone(&c, p, &keys, &gone).await;
+
+    // What is referenced stays however old; once nothing references it, it goes.
+    exec(
+        p,
+        &format!("UPDATE users SET avatar_upload_id = NULL WHERE id = {bob}"),
+    )
+    .await;
+    exec(
+        p,
+        &format!("UPDATE residences SET image_upload_id = NULL WHERE id = {home}"),
+    )
+    .await;
+    exec(
+        p,
+        &format!("DELETE FROM task_completions WHERE id = {completion}"),
+    )
+    .await;
+    let r = run_event(&c, &JOB, &json!({"time": "2026-06-12T04:30:00Z"}))
+        .await
+        .unwrap();
+    assert_eq!(r.served[0].stats["uploads"], 3, "{}", r.served[0].stats);
+    gone.extend([bobs, image, photo]);
+    assert_gone(&c, p, &keys, &gone).await;
+    let avatar: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT avatar_upload_id FROM users WHERE id = $1")
+            .bind(ann)
+            .fetch_one(p)
+            .await
+            .unwrap();
+    assert_eq!(avatar, Some(current), "the current avatar is kept");
+}
+
+#[tokio::test]
+async fn every_reference_to_uploads_is_tested_by_the_cleanup() {
+    let db = TestDb::new().await;
+    // Every foreign key to uploads, as `table.column`.
+    let refs: Vec<String> = sqlx::query_scalar(
+        "SELECT c.conrelid::regclass::text || '.' || a.attname FROM pg_constraint c
+           JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
+          WHERE c.contype = 'f' AND c.confrelid = 'uploads'::regclass
+          ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        refs.iter().any(|r| r == "users.avatar_upload_id"),
+        "{refs:?}"
+    );
+    // The cleanup's query keeps an upload any of them points at: a new
+    // reference needs its NOT EXISTS there, or referenced files would go.
+    let src = include_str!("../src/lib.rs");
+    for r in &refs {
+        let (table, column) = r.split_once('.').unwrap();
+        let test = format!("FROM {table} ");
+        let link = format!(".{column} = u.id");
+        assert!(
+            src.lines()
+                .any(|l| l.contains("NOT EXISTS") && l.contains(&test) && l.contains(&link)),
+            "cron-cleanup does not test {r} before deleting an upload"
+        );
+    }
 }

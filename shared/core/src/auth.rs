@@ -14,6 +14,8 @@ use rand::rngs::OsRng;
 use rand::{Rng, RngCore};
 use sha2::{Digest, Sha256};
 
+use crate::{AppError, AppResult};
+
 fn argon2() -> Argon2<'static> {
     // m = 19 MiB, t = 2, p = 1: OWASP's argon2id baseline.
     let params = Params::new(19 * 1024, 2, 1, None).expect("static argon2 parameters are valid");
@@ -48,15 +50,52 @@ pub fn verify_dummy(password: &str) {
     let _ = verify_password(password, phc);
 }
 
-/// [`hash_password`] off the async executor (argon2 is CPU-heavy by design).
-pub async fn hash_password_async(password: String) -> anyhow::Result<String> {
-    tokio::task::spawn_blocking(move || hash_password(&password)).await?
+/// Password hashes (and verifications) one process runs at once. Each
+/// takes 19 MiB and ~50 ms of a core, so a flood of sign-ups, logins or
+/// resets could otherwise starve the process of memory and CPU; two fit a
+/// function's one vCPU and 256 MB with room for everything else.
+pub const HASH_CONCURRENCY: usize = 2;
+/// How long a request waits for a hashing slot before it is told to retry
+/// (503 `busy`, `Retry-After`).
+pub const HASH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The hashing slots of this process (tests hold them to stand for a
+/// flood).
+pub fn hash_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASH_CONCURRENCY);
+    &SLOTS
 }
 
-/// [`verify_password`] off the async executor; `None` as the hash burns the
-/// same time via [`verify_dummy`] and answers `false`.
-pub async fn verify_password_async(password: String, phc: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || match phc {
+/// Runs `work` (argon2) on the blocking pool once a hashing slot is free:
+/// at most [`HASH_CONCURRENCY`] at once per process; a caller that waited
+/// [`HASH_WAIT`] gets [`AppError::Busy`].
+async fn hashing<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> AppResult<T> {
+    let _slot = tokio::time::timeout(HASH_WAIT, hash_slots().acquire())
+        .await
+        .map_err(|_| {
+            tracing::warn!("password hashing at its bound; asking the client to retry");
+            AppError::Busy {
+                retry_after_secs: 1,
+            }
+        })?
+        .map_err(|e| AppError::Internal(e.into()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| AppError::Internal(e.into()))
+}
+
+/// [`hash_password`] off the async executor, bounded (see [`hashing`]).
+pub async fn hash_password_async(password: String) -> AppResult<String> {
+    hashing(move || hash_password(&password))
+        .await?
+        .map_err(AppError::Internal)
+}
+
+/// [`verify_password`] off the async executor, bounded (see [`hashing`]);
+/// `None` as the hash burns the same time via [`verify_dummy`] and answers
+/// `false`.
+pub async fn verify_password_async(password: String, phc: Option<String>) -> AppResult<bool> {
+    hashing(move || match phc {
         Some(h) => verify_password(&password, &h),
         None => {
             verify_dummy(&password);
@@ -64,7 +103,6 @@ pub async fn verify_password_async(password: String, phc: Option<String>) -> boo
         }
     })
     .await
-    .unwrap_or(false)
 }
 
 /// A fresh opaque token: `(shown_to_client, stored_hash)`.

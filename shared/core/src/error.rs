@@ -75,6 +75,13 @@ pub enum AppError {
     /// 503: a dependency the request needs is unavailable.
     #[error("{0}")]
     Unavailable(String),
+    /// 503 `busy` with `Retry-After`: this instance is at its bound for
+    /// expensive work (password hashing); another try soon will succeed.
+    #[error("the server is busy; try again in {retry_after_secs} seconds")]
+    Busy {
+        /// Seconds to wait.
+        retry_after_secs: u64,
+    },
     /// 501 `not_configured`: a feature this deployment has not set up.
     #[error("{0}")]
     NotConfigured(String),
@@ -110,7 +117,7 @@ impl AppError {
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::Busy { .. } => StatusCode::SERVICE_UNAVAILABLE,
             AppError::NotConfigured(_) => StatusCode::NOT_IMPLEMENTED,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -130,6 +137,7 @@ impl AppError {
             AppError::PayloadTooLarge { .. } => "payload_too_large",
             AppError::RateLimited { .. } => "rate_limited",
             AppError::Unavailable(_) => "unavailable",
+            AppError::Busy { .. } => "busy",
             AppError::NotConfigured(_) => "not_configured",
             AppError::Internal(_) => "internal_error",
         }
@@ -175,7 +183,7 @@ impl IntoResponse for AppError {
                 limit,
                 usage,
             } => Some(serde_json::json!({"resource": resource, "limit": limit, "usage": usage})),
-            AppError::RateLimited { retry_after_secs } => {
+            AppError::RateLimited { retry_after_secs } | AppError::Busy { retry_after_secs } => {
                 Some(serde_json::json!({"retry_after": retry_after_secs}))
             }
             _ => None,
@@ -193,7 +201,9 @@ impl IntoResponse for AppError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        if let AppError::RateLimited { retry_after_secs } = &self {
+        if let AppError::RateLimited { retry_after_secs } | AppError::Busy { retry_after_secs } =
+            &self
+        {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);
             }
@@ -225,6 +235,22 @@ impl Validator {
             .or_default()
             .push(message.into());
     }
+    /// Checks an amount of money for a `NUMERIC(12,2)` column that must not
+    /// be negative: at most 10 digits before the point and 2 after.
+    /// Postgres refuses an 11th digit with an error (a 500) and rounds extra
+    /// decimals (a silent change, and 9999999999.999 rounds into that same
+    /// overflow), so both are field errors here.
+    pub fn money(&mut self, field: &str, value: rust_decimal::Decimal) {
+        use rust_decimal::Decimal;
+        if value < Decimal::ZERO {
+            self.add(field, "Must be zero or more.");
+        } else if value.normalize().scale() > 2 {
+            self.add(field, "Use at most 2 decimal places.");
+        } else if value >= Decimal::from(10_000_000_000i64) {
+            self.add(field, "Must be less than 10000000000.");
+        }
+    }
+
     /// Records an error on `field` unless `ok`.
     pub fn check(&mut self, ok: bool, field: &str, message: impl Into<String>) {
         if !ok {

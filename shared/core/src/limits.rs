@@ -1,10 +1,18 @@
 //! Subscription tiers: what a user may create.
 //!
 //! A household's resources count against the residence owner's tier (a
-//! member who adds a task to someone else's home uses the owner's plan). A
-//! global switch turns limits off; an admin-granted free flag bypasses them.
+//! member who adds a task to someone else's home uses the owner's plan);
+//! uploads count against the uploader, whatever their purpose. A global
+//! switch turns limits off; an admin-granted free flag bypasses them.
 //! Checks lock the charged user's row, so two concurrent creates cannot both
 //! slip under a limit.
+//!
+//! Limits live in `tier_limits` (NULL = unlimited):
+//!
+//! | tier | residences | tasks | contractors | documents | upload files | upload bytes | largest upload |
+//! |---|---|---|---|---|---|---|---|
+//! | free | 1 | 30 | 10 | 10 | 200 | 500 MiB | 10 MiB |
+//! | pro | - | - | - | - | 5,000 | 10 GiB | 50 MiB |
 
 use serde::Serialize;
 use sqlx::PgConnection;
@@ -23,15 +31,23 @@ pub enum Resource {
     Contractors,
     /// Documents in residences owned.
     Documents,
+    /// Files uploaded (any purpose) and still stored: pending, confirmed,
+    /// or marked for deletion until the cleanup has removed them.
+    Uploads,
+    /// Bytes of those files; an upload is charged its declared size when it
+    /// is presigned.
+    UploadBytes,
 }
 
 impl Resource {
     /// All resources.
-    pub const ALL: [Resource; 4] = [
+    pub const ALL: [Resource; 6] = [
         Resource::Residences,
         Resource::Tasks,
         Resource::Contractors,
         Resource::Documents,
+        Resource::Uploads,
+        Resource::UploadBytes,
     ];
 
     /// Its name in API answers.
@@ -41,6 +57,8 @@ impl Resource {
             Resource::Tasks => "tasks",
             Resource::Contractors => "contractors",
             Resource::Documents => "documents",
+            Resource::Uploads => "uploads",
+            Resource::UploadBytes => "upload_bytes",
         }
     }
 }
@@ -57,7 +75,7 @@ pub struct Plan {
     /// The global switch.
     pub limits_enabled: bool,
     /// Limits of the tier (None = unlimited), in [`Resource::ALL`] order.
-    pub limits: [Option<i64>; 4],
+    pub limits: [Option<i64>; 6],
     /// Largest upload in bytes.
     pub max_upload_bytes: i64,
 }
@@ -91,7 +109,9 @@ pub async fn plan(conn: &mut PgConnection, user_id: i64) -> AppResult<Plan> {
     .fetch_one(&mut *conn)
     .await?;
     let l = sqlx::query!(
-        "SELECT max_residences, max_tasks, max_contractors, max_documents, max_upload_bytes FROM tier_limits WHERE tier = $1",
+        "SELECT max_residences, max_tasks, max_contractors, max_documents, max_upload_files, max_upload_total_bytes,
+                max_upload_bytes
+           FROM tier_limits WHERE tier = $1",
         r.tier
     )
     .fetch_one(&mut *conn)
@@ -106,6 +126,8 @@ pub async fn plan(conn: &mut PgConnection, user_id: i64) -> AppResult<Plan> {
             l.max_tasks.map(i64::from),
             l.max_contractors.map(i64::from),
             l.max_documents.map(i64::from),
+            l.max_upload_files.map(i64::from),
+            l.max_upload_total_bytes,
         ],
         max_upload_bytes: l.max_upload_bytes,
     })
@@ -141,16 +163,32 @@ pub async fn usage(conn: &mut PgConnection, user_id: i64, r: Resource) -> AppRes
             .fetch_one(&mut *conn)
             .await?
         }
+        Resource::Uploads => {
+            sqlx::query_scalar!(
+                r#"SELECT count(*) AS "n!" FROM uploads WHERE user_id = $1"#,
+                user_id
+            )
+            .fetch_one(&mut *conn)
+            .await?
+        }
+        Resource::UploadBytes => {
+            sqlx::query_scalar!(
+                r#"SELECT COALESCE(sum(size_bytes), 0)::bigint AS "n!" FROM uploads
+                    WHERE user_id = $1"#,
+                user_id
+            )
+            .fetch_one(&mut *conn)
+            .await?
+        }
     };
     Ok(n)
 }
 
-/// Fails with 403 `limit_exceeded` when `user_id` may not add one more `r`.
-/// Call inside the creating transaction.
+/// Fails with 403 `limit_exceeded` when `user_id` may not add one more `r`
+/// (for [`Resource::UploadBytes`]: when no byte is left; uploads use
+/// [`check_upload`]). Call inside the creating transaction.
 pub async fn check(conn: &mut PgConnection, user_id: i64, r: Resource) -> AppResult<()> {
-    sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+    lock_user(conn, user_id).await?;
     let p = plan(conn, user_id).await?;
     let Some(limit) = p.limit(r) else {
         return Ok(());
@@ -163,6 +201,45 @@ pub async fn check(conn: &mut PgConnection, user_id: i64, r: Resource) -> AppRes
             usage: used,
         });
     }
+    Ok(())
+}
+
+/// Fails with 403 `limit_exceeded` when `user_id` (the uploader) may not add
+/// one more upload of `size_bytes`: `uploads` when the file count is
+/// reached, else `upload_bytes` (usage in bytes) when the file does not fit
+/// in what is left. Call inside the transaction that inserts the upload.
+pub async fn check_upload(conn: &mut PgConnection, user_id: i64, size_bytes: i64) -> AppResult<()> {
+    lock_user(conn, user_id).await?;
+    let p = plan(conn, user_id).await?;
+    if let Some(limit) = p.limit(Resource::Uploads) {
+        let used = usage(conn, user_id, Resource::Uploads).await?;
+        if used >= limit {
+            return Err(AppError::LimitExceeded {
+                resource: Resource::Uploads.name().to_string(),
+                limit,
+                usage: used,
+            });
+        }
+    }
+    if let Some(limit) = p.limit(Resource::UploadBytes) {
+        let used = usage(conn, user_id, Resource::UploadBytes).await?;
+        if used.saturating_add(size_bytes) > limit {
+            return Err(AppError::LimitExceeded {
+                resource: Resource::UploadBytes.name().to_string(),
+                limit,
+                usage: used,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Locks the charged user's row until the transaction ends, so concurrent
+/// checks for the same user run one after the other.
+async fn lock_user(conn: &mut PgConnection, user_id: i64) -> AppResult<()> {
+    sqlx::query!("SELECT id FROM users WHERE id = $1 FOR UPDATE", user_id)
+        .fetch_optional(&mut *conn)
+        .await?;
     Ok(())
 }
 

@@ -46,6 +46,11 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
 /// during the eviction.
 pub const TOKEN_CACHE_TTL: Duration = Duration::from_secs(60);
 
+/// A login token unused for this many days stops working (it slides: each
+/// use, recorded at most hourly, restarts the count), besides its absolute
+/// lifetime (`TOKEN_TTL_DAYS`).
+pub const TOKEN_IDLE_DAYS: i32 = 30;
+
 /// The cache key of a token (by its stored hash, never the token).
 pub fn token_cache_key(hash: &[u8]) -> String {
     let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
@@ -88,18 +93,30 @@ where
         let row = sqlx::query!(
             r#"SELECT t.id AS token_id, u.id AS user_id, u.email, u.timezone,
                       (u.email_verified_at IS NOT NULL) AS "verified!",
-                  EXTRACT(EPOCH FROM (t.expires_at - now()))::bigint AS "expires_in_secs!"
+                  EXTRACT(EPOCH FROM (t.expires_at - now()))::bigint AS "expires_in_secs!",
+                  (t.last_used_at < now() - interval '1 hour') AS "stale_use!"
                  FROM auth_tokens t
                  JOIN users u ON u.id = t.user_id
                 WHERE t.token_hash = $1
                   AND t.revoked_at IS NULL
                   AND t.expires_at > now()
+                  AND t.last_used_at > now() - make_interval(days => $2)
                   AND u.is_active"#,
-            hash
+            hash,
+            TOKEN_IDLE_DAYS
         )
         .fetch_optional(&pool)
         .await?
         .ok_or_else(|| AppError::Unauthorized("Invalid or expired token.".into()))?;
+        if row.stale_use {
+            // Sliding expiry: record the use, at most once an hour.
+            sqlx::query!(
+                "UPDATE auth_tokens SET last_used_at = now() WHERE id = $1",
+                row.token_id
+            )
+            .execute(&pool)
+            .await?;
+        }
         let user = AuthUser {
             id: row.user_id,
             email: row.email,

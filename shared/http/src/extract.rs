@@ -194,17 +194,17 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     }
 }
 
-/// The caller's address (see [`client_ip`]), `"unknown"` when there is none.
+/// The caller's address (see [`client_ip`]), `None` when the event carries
+/// none (a direct invocation): never a shared stand-in that would make
+/// every such caller one client.
 #[derive(Debug, Clone)]
-pub struct ClientIp(pub String);
+pub struct ClientIp(pub Option<String>);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(ClientIp(
-            client_ip(parts).unwrap_or_else(|| "unknown".to_string()),
-        ))
+        Ok(ClientIp(client_ip(parts)))
     }
 }
 

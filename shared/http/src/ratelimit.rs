@@ -32,6 +32,17 @@ impl Limit {
         }
     }
 
+    /// Counts a hit for the caller's address. A request without one (no
+    /// `sourceIp` in its event) is not counted at all: lumping every such
+    /// request into one bucket would let one caller lock out the others
+    /// (the per-account limits still apply).
+    pub async fn check_addr(&self, cache: &Cache, ip: &crate::ClientIp) -> AppResult<()> {
+        match &ip.0 {
+            Some(addr) => self.check(cache, addr).await,
+            None => Ok(()),
+        }
+    }
+
     /// Forgets `subject`'s hits (after a success).
     pub async fn reset(&self, cache: &Cache, subject: &str) {
         cache.reset_hits(&self.key(subject)).await;

@@ -10,6 +10,16 @@ pub mod templates;
 
 use sqlx::PgConnection;
 
+/// Kinds of email that carry a one-time code. Once such an email is sent
+/// (or given up on) its subject and bodies are replaced by
+/// [`REDACTED`] in the outbox, the admin views never show them, they are
+/// never resent (the user asks for a new code), and cleanup deletes the
+/// rows after a day.
+pub const CODE_KINDS: &[&str] = &["verify_email", "password_reset"];
+
+/// What stays of a code-bearing email's subject and text after delivery.
+pub const REDACTED: &str = "[one-time code removed after delivery]";
+
 /// A message ready for the outbox.
 #[derive(Debug, Clone)]
 pub struct OutgoingEmail {

@@ -100,15 +100,39 @@ pub fn password_changed(app: &str, first_name: &str) -> Rendered {
     let subject = format!("Your {app} password was changed");
     let hello = greeting(first_name);
     let text = format!(
-        "{hello}\n\nThe password of your {app} account was just changed, and every device was signed out.\nIf this was not you, reset your password now.\n"
+        "{hello}\n\nThe password of your {app} account was just changed. Every device was signed out, push notifications stop until you sign in again, and your calendar feed link no longer works (create a new one in the app).\nIf this was not you, reset your password now.\n"
     );
     let html = layout(
         app,
         &subject,
         &format!(
-            "<p>{}</p><p>The password of your account was just changed, and every device was signed out.</p>\
+            "<p>{}</p><p>The password of your account was just changed. Every device was signed out, push notifications stop until you sign in again, and your calendar feed link no longer works (create a new one in the app).</p>\
              <p>If this was not you, reset your password now.</p>",
             escape(&hello)
+        ),
+    );
+    Rendered {
+        subject,
+        text,
+        html,
+    }
+}
+
+/// To the member who now owns a home because its owner deleted their
+/// account.
+pub fn home_transferred(app: &str, first_name: &str, home: &str) -> Rendered {
+    let subject = format!("You now own {home} on {app}");
+    let hello = greeting(first_name);
+    let text = format!(
+        "{hello}\n\nThe owner of {home} deleted their {app} account. As its longest-standing member you are now its owner: its tasks, documents and members stay as they were, and you can share it, manage members or delete it.\n"
+    );
+    let html = layout(
+        app,
+        &subject,
+        &format!(
+            "<p>{}</p><p>The owner of <b>{}</b> deleted their account. As its longest-standing member you are now its owner: its tasks, documents and members stay as they were, and you can share it, manage members or delete it.</p>",
+            escape(&hello),
+            escape(home)
         ),
     );
     Rendered {

@@ -605,7 +605,11 @@ fn internals_are_only_on_the_admin_listener() {
         let r = request(p.addr, "POST", path, &[], br#"{"x":1}"#).unwrap();
         // The fixture's own answer for a path it does not know.
         assert_eq!(r.status, 404, "{path}: {}", r.text());
-        assert_eq!(r.json(), json!({"error": "fixture: no such path"}), "{path}");
+        assert_eq!(
+            r.json(),
+            json!({"error": "fixture: no such path"}),
+            "{path}"
+        );
         assert_eq!(r.header("x-shim-error"), None, "{path}");
     }
     assert_eq!(

@@ -11,7 +11,8 @@ use tower::ServiceExt;
 #[derive(Clone)]
 pub struct TestClient {
     router: Router,
-    /// Source IP put in the request context (as API Gateway would).
+    /// Source IP put in the request context (as API Gateway would); empty:
+    /// none (a direct invocation).
     pub source_ip: String,
 }
 
@@ -92,7 +93,7 @@ impl TestClient {
             .expect("request");
         let mut ctx =
             lambda_http::aws_lambda_events::apigw::ApiGatewayV2httpRequestContext::default();
-        ctx.http.source_ip = Some(self.source_ip.clone());
+        ctx.http.source_ip = Some(self.source_ip.clone()).filter(|ip| !ip.is_empty());
         req.extensions_mut()
             .insert(lambda_http::request::RequestContext::ApiGatewayV2(ctx));
         let resp = self
