@@ -6,7 +6,7 @@ SHELL := /bin/bash
 WITH_ENV = eval "$$(scripts/toolchain.sh)" && eval "$$(scripts/services.sh)"
 
 .PHONY: help dev watch test bench build lint fmt services services-stop sqlx-prepare clean \
-        k3s k3s-check edge-check sam-validate sam-build images push release deploy fuzz
+        k3s openapi k3s-check edge-check sam-validate sam-build images push release deploy fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -71,8 +71,11 @@ sqlx-prepare: ## refresh .sqlx/ (compile-time query data) from a migrated databa
 	  SQLX_OFFLINE=false SQLX_OFFLINE_DIR=$$PWD/.sqlx DATABASE_URL=$$url cargo check -q --workspace --all-targets && \
 	  echo "sqlx-prepare: $$(ls .sqlx | wc -l) queries"
 
-k3s: ## render k3s/base/generated and k3s/components/hpa from template.yaml (shim k3s)
-	@eval "$$(scripts/toolchain.sh)" && cargo run -q -p honeydue-shim --bin shim -- k3s
+k3s: ## render k3s/base/generated and k3s/components/hpa from template.yaml (k3s-gen)
+	@eval "$$(scripts/toolchain.sh)" && cargo run -q -p k3s-gen --
+
+openapi: ## regenerate functions/api-docs/openapi.json from every function's route table (make test checks it is current)
+	@$(WITH_ENV) && UPDATE_OPENAPI=1 cargo test -q -p honeydue-e2e --test openapi the_committed_openapi_document_is_current
 
 k3s-check: ## offline: kustomize render, Kubernetes 1.34 schemas, checkov, hadolint, sam validate --lint, cfn-lint
 	@scripts/k3s-check.sh

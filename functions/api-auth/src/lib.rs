@@ -9,13 +9,21 @@ pub use urgent::Urgent;
 use axum::Router;
 pub use honeydue_http::{Config, State};
 
-/// The function's router; codes go out at once when `SMTP_*` is set.
+/// The function's router without urgent mail: codes wait for
+/// `cron-email-dispatch` (tests).
 pub fn app(state: State) -> Router {
-    let urgent = Urgent::from_process_env(&state.cfg.app.mail_from);
+    app_with(state, Urgent::default())
+}
+
+/// The router as `main` runs it
+/// (`honeydue_http::start(&Api::new("api-auth", app_started))`): the common
+/// state and the urgent mailer, both read at cold start from one
+/// environment, so codes go out at once when `SMTP_HOST` is set.
+pub fn app_started((state, urgent): (State, Urgent)) -> Router {
     app_with(state, urgent)
 }
 
-/// The router with this urgent-mail client (tests).
+/// The router with this urgent-mail client.
 pub fn app_with(state: State, urgent: Urgent) -> Router {
     honeydue_http::finish(routes::router(), 16 * 1024)
         .layer(axum::Extension(urgent))

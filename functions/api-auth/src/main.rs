@@ -1,4 +1,6 @@
+use honeydue_http::Api;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    honeydue_http::state::serve("api-auth", api_auth::app).await
+    honeydue_http::start(&Api::new("api-auth", api_auth::app_started)).await
 }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use honeydue_core::config::AppConfig;
 use honeydue_core::Env;
 use honeydue_mail::deliver::{deliver_now, Mailer, SmtpConfig};
 use sqlx::PgPool;
@@ -17,32 +18,28 @@ use sqlx::PgPool;
 #[derive(Clone, Default)]
 pub struct Urgent(Option<Arc<Mailer>>);
 
-impl Urgent {
-    /// From the process environment (`SMTP_*`, sender `from`). A bad SMTP
-    /// setting is logged and urgent delivery is off; the dispatcher, which
-    /// requires a valid one, still delivers.
-    pub fn from_process_env(from: &str) -> Self {
-        if std::env::var("SMTP_HOST").map_or(true, |h| h.trim().is_empty()) {
-            return Self(None);
+/// Read at cold start from the environment the common settings come from.
+/// Without `SMTP_HOST` there is no urgent mail (`cron-email-dispatch`
+/// delivers within a minute); with it, the other `SMTP_*` settings and the
+/// sender (`MAIL_FROM`) must make a usable client, and each bad one is
+/// named with every other problem at init.
+impl honeydue_http::Extra for Urgent {
+    fn read(env: &mut Env, app: &AppConfig) -> Option<Self> {
+        if env.optional::<String>("SMTP_HOST").is_none() {
+            return Some(Self(None));
         }
-        let mut env = Env::from_process();
-        let cfg = SmtpConfig::read(&mut env);
-        let built = env
-            .finish()
-            .map_err(anyhow::Error::from)
-            .and_then(|()| Mailer::new(&cfg.expect("checked"), from));
-        match built {
-            Ok(m) => Self::new(m),
+        let cfg = SmtpConfig::read(env)?;
+        match Mailer::new(&cfg, &app.mail_from) {
+            Ok(mailer) => Some(Self::new(mailer)),
             Err(e) => {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "SMTP settings unusable; codes wait for the dispatcher"
-                );
-                Self(None)
+                env.problem(format!("SMTP settings unusable: {e:#}"));
+                None
             }
         }
     }
+}
 
+impl Urgent {
     /// With this client.
     pub fn new(mailer: Mailer) -> Self {
         Self(Some(Arc::new(mailer)))

@@ -4,22 +4,12 @@ use axum::extract::State as S;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, NaiveDate, Utc};
+use honeydue_core::domain::documents;
 use honeydue_core::{membership, AppError, AppResult, Validator};
 use honeydue_http::{AuthUser, Json, Page, Paginated, PathId, Query, State};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use sqlx::PgConnection;
-
-/// The document types.
-pub const TYPES: [&str; 7] = [
-    "warranty",
-    "manual",
-    "receipt",
-    "insurance",
-    "inspection",
-    "contract",
-    "other",
-];
 
 /// At most this many files on one document.
 const MAX_FILES: usize = 20;
@@ -139,11 +129,7 @@ async fn list(
 ) -> AppResult<Json<Paginated<DocumentOut>>> {
     let mut v = Validator::new();
     if let Some(t) = &p.doc_type {
-        v.check(
-            TYPES.contains(&t.as_str()),
-            "type",
-            "Unknown document type.",
-        );
+        v.check(documents::is_type(t), "type", "Unknown document type.");
     }
     if let Some(d) = p.expiring_within {
         v.check(
@@ -215,11 +201,7 @@ async fn validate(
     let mut v = Validator::new();
     v.text("title", b.title.as_deref(), creating, 200);
     match &b.doc_type {
-        Some(t) => v.check(
-            TYPES.contains(&t.as_str()),
-            "doc_type",
-            "Use one of: warranty, manual, receipt, insurance, inspection, contract, other.",
-        ),
+        Some(t) => v.check(documents::is_type(t), "doc_type", documents::expected()),
         None if creating => v.add("doc_type", "This field is required."),
         None => {}
     }

@@ -12,20 +12,10 @@ use axum::extract::State as S;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use honeydue_core::domain::documents;
 use honeydue_core::AppResult;
 pub use honeydue_http::{Config, State};
 use serde_json::{json, Value};
-
-/// Document types (fixed by the product, not editable).
-pub const DOCUMENT_TYPES: [&str; 7] = [
-    "warranty",
-    "manual",
-    "receipt",
-    "insurance",
-    "inspection",
-    "contract",
-    "other",
-];
 
 honeydue_http::routes! { State;
     GET "/api/static_data/" => static_data, Public, "Lookups bundle (ETag; If-None-Match gives 304)";
@@ -134,6 +124,6 @@ async fn bundle(state: &State, version: i64) -> AppResult<Value> {
         "task_priorities": priorities,
         "task_frequencies": frequencies,
         "contractor_specialties": specialties,
-        "document_types": DOCUMENT_TYPES,
+        "document_types": documents::TYPES,
     }))
 }

@@ -1,9 +1,9 @@
+use honeydue_http::Api;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    honeydue_http::state::serve_requiring(
-        "api-notifications",
-        &["APP_SECRET"],
-        api_notifications::app,
+    honeydue_http::start(
+        &Api::new("api-notifications", api_notifications::app).requiring_app_secret(),
     )
     .await
 }

@@ -4,26 +4,12 @@ use axum::extract::{Path, State as S};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use honeydue_core::domain::notifications::{Hour, Kind};
 use honeydue_core::{AppError, AppResult, Validator};
 use honeydue_http::{AuthUser, Json, Page, Paginated, State};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use sqlx::PgConnection;
-
-/// Every notification kind, in display order.
-pub const KINDS: [&str; 7] = [
-    "due_soon",
-    "overdue",
-    "completed",
-    "assigned",
-    "shared",
-    "warranty_expiring",
-    "daily_digest",
-];
-
-/// Product defaults for the scheduled kinds' hours (UTC when the user set nothing).
-pub const DEFAULT_HOURS: [(&str, i16); 3] =
-    [("due_soon", 14), ("overdue", 15), ("daily_digest", 3)];
 
 honeydue_http::routes! { State;
     GET "/api/notifications/" => list, User, "The inbox, newest first";
@@ -269,6 +255,17 @@ struct Prefs {
     digest_hour: Option<i16>,
 }
 
+impl Prefs {
+    /// The user's hour for a setting (`None`: the default).
+    fn hour(&self, h: Hour) -> Option<i16> {
+        match h {
+            Hour::DueSoon => self.due_soon_hour,
+            Hour::Overdue => self.overdue_hour,
+            Hour::Digest => self.digest_hour,
+        }
+    }
+}
+
 async fn load_prefs(conn: &mut PgConnection, user_id: i64) -> AppResult<Prefs> {
     let row = sqlx::query!(
         "SELECT kinds, email_enabled, due_soon_hour, overdue_hour, digest_hour FROM notification_preferences WHERE user_id = $1",
@@ -296,7 +293,7 @@ async fn load_prefs(conn: &mut PgConnection, user_id: i64) -> AppResult<Prefs> {
 
 fn prefs_out(p: &Prefs, timezone: &str) -> Value {
     let mut kinds = Map::new();
-    for k in KINDS {
+    for k in Kind::PREFERENCES.map(Kind::as_str) {
         let stored = &p.kinds[k];
         kinds.insert(
             k.into(),
@@ -306,23 +303,19 @@ fn prefs_out(p: &Prefs, timezone: &str) -> Value {
             }),
         );
     }
-    let hour = |v: Option<i16>, k: &str| {
-        let default = DEFAULT_HOURS
-            .iter()
-            .find(|(n, _)| *n == k)
-            .map(|(_, h)| *h)
-            .unwrap_or(0);
-        json!({"hour": v, "default_utc_hour": default, "uses_default": v.is_none()})
-    };
+    let mut hours = Map::new();
+    for h in Hour::ALL {
+        let v = p.hour(h);
+        hours.insert(
+            h.kind().as_str().into(),
+            json!({"hour": v, "default_utc_hour": h.default_utc_hour(), "uses_default": v.is_none()}),
+        );
+    }
     json!({
         "kinds": kinds,
         "email_enabled": p.email_enabled,
         "timezone": timezone,
-        "hours": {
-            "due_soon": hour(p.due_soon_hour, "due_soon"),
-            "overdue": hour(p.overdue_hour, "overdue"),
-            "daily_digest": hour(p.digest_hour, "daily_digest"),
-        },
+        "hours": hours,
     })
 }
 
@@ -361,16 +354,16 @@ async fn update_preferences(
     if let Some(kinds) = &b.kinds {
         for k in kinds.keys() {
             v.check(
-                KINDS.contains(&k.as_str()),
+                Kind::preference(k).is_some(),
                 &format!("kinds.{k}"),
                 "Unknown notification kind.",
             );
         }
     }
     for (f, h) in [
-        ("due_soon_hour", b.due_soon_hour),
-        ("overdue_hour", b.overdue_hour),
-        ("digest_hour", b.digest_hour),
+        (Hour::DueSoon.column(), b.due_soon_hour),
+        (Hour::Overdue.column(), b.overdue_hour),
+        (Hour::Digest.column(), b.digest_hour),
     ] {
         if let Some(Some(h)) = h {
             v.check((0..=23).contains(&h), f, "An hour from 0 to 23.");
@@ -444,7 +437,7 @@ async fn unsubscribe_target(
         .ok_or_else(|| AppError::Internal(anyhow::anyhow!("APP_SECRET is not set")))?;
     let (user_id, kind) = honeydue_mail::unsubscribe::verify(secret.expose(), token)
         .ok_or(AppError::NotFound("unsubscribe link"))?;
-    if kind != "all" && !KINDS.contains(&kind.as_str()) {
+    if kind != "all" && Kind::preference(&kind).is_none() {
         return Err(AppError::NotFound("unsubscribe link"));
     }
     let exists = sqlx::query_scalar!(

@@ -30,12 +30,21 @@ honeydue_http::routes! { State;
     POST "/api/subscription/webhook/google/" => stores::google_webhook, Public, "Google Play notifications (not configured)";
 }
 
-/// The function's router; the stores are configured from `APPLE_*`.
+/// The function's router without store settings: the App Store routes
+/// answer `not_configured` (tests).
 pub fn app(state: State) -> Router {
-    app_with(state, Stores::from_process_env())
+    app_with(state, Stores::default())
 }
 
-/// The router with these store settings (tests).
+/// The router as `main` runs it
+/// (`honeydue_http::start(&Api::new("api-subscriptions", app_started))`):
+/// the common state and the store settings (`APPLE_*`), both read at cold
+/// start from one environment.
+pub fn app_started((state, stores): (State, Stores)) -> Router {
+    app_with(state, stores)
+}
+
+/// The router with these store settings.
 pub fn app_with(state: State, stores: Stores) -> Router {
     honeydue_http::finish(router(), 256 * 1024)
         .layer(Extension(stores))

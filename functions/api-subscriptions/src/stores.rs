@@ -37,7 +37,7 @@
 use axum::extract::State as S;
 use axum::Extension;
 use chrono::{DateTime, TimeZone, Utc};
-use honeydue_core::config::ConfigError;
+use honeydue_core::config::{AppConfig, ConfigError};
 use honeydue_core::{AppError, AppResult, Env};
 use honeydue_http::{AuthUser, Json};
 use serde::Deserialize;
@@ -77,23 +77,17 @@ fn list(v: Option<String>) -> Vec<String> {
         .collect()
 }
 
-impl Stores {
-    /// From the process environment, as [`Stores::from_env`]. `main`
-    /// refuses to start on unusable settings, so the fallback here (the App
-    /// Store routes answer `not_configured`) only serves other callers.
-    pub fn from_process_env() -> Self {
-        match Self::from_env(Env::from_process()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(
-                    error = %e,
-                    "App Store settings unusable; purchases answer not_configured"
-                );
-                Self::default()
-            }
-        }
+/// Read at cold start from the environment the common settings come from:
+/// unusable App Store settings (an App Store without its pro products would
+/// grant pro for any product) are named with every other problem at init,
+/// never a function that starts with purchases quietly switched off.
+impl honeydue_http::Extra for Stores {
+    fn read(env: &mut Env, _: &AppConfig) -> Option<Self> {
+        Some(Stores::read(env))
     }
+}
 
+impl Stores {
     /// Reads the settings from `env`; `Err` names every bad variable.
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
         let stores = Self::read(&mut env);

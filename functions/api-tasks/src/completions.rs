@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use honeydue_core::domain::recurrence;
-use honeydue_core::{membership, AppError, AppResult, Validator};
+use honeydue_core::{membership, AppError, AppResult, OnConstraint, Validator};
 use honeydue_http::{AuthUser, Json, Page, Paginated, PathId, Query, State};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -107,6 +107,12 @@ struct CompletionIn {
     upload_ids: Option<Vec<uuid::Uuid>>,
 }
 
+/// 409: the occurrence the client means is already completed (the task
+/// has moved on, or a concurrent completion got there first).
+fn occurrence_completed() -> AppError {
+    AppError::conflict("already_completed", "This occurrence is already completed.")
+}
+
 async fn create(
     S(state): S<State>,
     user: AuthUser,
@@ -205,12 +211,9 @@ async fn create(
     }
     let occurrence = task.next_due_date;
     if b.occurrence_date.is_some() && b.occurrence_date != occurrence {
-        return Err(AppError::conflict(
-            "already_completed",
-            "This occurrence is already completed.",
-        ));
+        return Err(occurrence_completed());
     }
-    let inserted = sqlx::query_scalar!(
+    let cid = sqlx::query_scalar!(
         "INSERT INTO task_completions (task_id, completed_by, completed_at, occurrence_date, previous_due_date,
                                        notes, actual_cost, rating, contractor_id, idempotency_key)
          VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9) RETURNING id",
@@ -225,19 +228,8 @@ async fn create(
         idem,
     )
     .fetch_one(&mut *tx)
-    .await;
-    let cid = match inserted {
-        Ok(id) => id,
-        Err(sqlx::Error::Database(d))
-            if d.constraint() == Some("task_completions_occurrence_key") =>
-        {
-            return Err(AppError::conflict(
-                "already_completed",
-                "This occurrence is already completed.",
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
+    .await
+    .on_constraint("task_completions_occurrence_key", occurrence_completed)?;
     if !uploads.is_empty() {
         // Only confirmed photos uploaded for this residence, by this user.
         let attached = sqlx::query!(

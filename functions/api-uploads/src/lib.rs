@@ -17,8 +17,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use honeydue_cache::Cache;
+use honeydue_core::config::AppConfig;
 use honeydue_core::{limits, membership, AppError, AppResult, Env, Validator};
-use honeydue_http::{AuthUser, Json};
+use honeydue_http::{AppState, AuthUser, Json};
 use honeydue_storage::{Storage, StorageConfig};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -64,14 +65,18 @@ impl FromRef<Uploads> for Cache {
     }
 }
 
-impl Uploads {
-    /// Reads configuration (the usual and `S3_*`), checks the schema.
-    pub async fn init(env: Env) -> anyhow::Result<Self> {
-        let mut storage_env = Env::from_process();
-        let storage_cfg = StorageConfig::read(&mut storage_env);
-        storage_env.finish()?;
-        let base = honeydue_http::State::init(env).await?;
-        let storage = Storage::new(&storage_cfg.expect("checked by finish")).await;
+/// At cold start `S3_*` is read from the environment the common settings
+/// come from (every problem named with theirs), and the bucket's client is
+/// built after the common state.
+impl AppState for Uploads {
+    type Settings = StorageConfig;
+
+    fn read(env: &mut Env, _: &AppConfig) -> Option<StorageConfig> {
+        StorageConfig::read(env)
+    }
+
+    async fn build(base: honeydue_http::State, cfg: StorageConfig) -> anyhow::Result<Self> {
+        let storage = Storage::new(&cfg).await;
         Ok(Self { base, storage })
     }
 }
@@ -82,7 +87,7 @@ honeydue_http::routes! { Uploads;
     GET "/api/files/{id}/" => download, User, "302 to a presigned GET (members only)";
 }
 
-/// The function's router.
+/// The function's router (`main`: `honeydue_http::start(&Api::new("api-uploads", app))`).
 pub fn app(state: Uploads) -> Router {
     honeydue_http::finish(router(), 16 * 1024).with_state(state)
 }

@@ -5,19 +5,13 @@
 use std::time::Duration;
 
 use cron_cleanup::JOB;
-use honeydue_core::Env;
 use honeydue_jobs::{run_event, Ctx};
 use honeydue_testkit::fixtures::{document, exec, residence, task, upload, user};
+use honeydue_testkit::jobs::CtxBuilder;
 use honeydue_testkit::s3::TestS3;
 use honeydue_testkit::TestDb;
 use serde_json::json;
 use sqlx::PgPool;
-
-async fn ctx(db: &TestDb, s3: &TestS3) -> Ctx {
-    let mut pairs: Vec<(&str, String)> = s3.env("cleanup-test");
-    pairs.push(("DATABASE_URL", db.url.clone()));
-    Ctx::init(&JOB, Env::from_pairs(pairs)).await.unwrap()
-}
 
 async fn put_object(ctx: &Ctx, key: &str) {
     let storage = ctx.storage.as_ref().unwrap();
@@ -71,7 +65,10 @@ async fn deletes_exactly_what_is_past_its_cut_off() {
     let db = TestDb::new().await;
     let p = &db.pool;
     let s3 = tokio::task::spawn_blocking(TestS3::start).await.unwrap();
-    let c = ctx(&db, &s3).await;
+    let c = CtxBuilder::new(&db, &JOB)
+        .s3(&s3, "cleanup-test")
+        .build()
+        .await;
     c.storage.as_ref().unwrap().ensure_bucket().await.unwrap();
     // The run stands for 2026-06-10 (T = 2026-06-10T00:00Z).
     let (ann, _) = user(p, "ann@example.com").await;
@@ -284,7 +281,10 @@ async fn bucket_outage_keeps_rows_for_the_next_run() {
     let (ann, _) = user(p, "ann@example.com").await;
     let stale = upload(p, ann, None, "completion_photo", "pending").await;
     exec(p, "UPDATE uploads SET created_at = '2026-06-01T00:00Z'").await;
-    let c = ctx(&db, &s3).await;
+    let c = CtxBuilder::new(&db, &JOB)
+        .s3(&s3, "cleanup-test")
+        .build()
+        .await;
     s3.stop();
     let r = run_event(&c, &JOB, &json!({"time": "2026-06-10T04:30:00Z"}))
         .await
@@ -299,7 +299,10 @@ async fn bucket_outage_keeps_rows_for_the_next_run() {
     assert_eq!(left, 1, "the row stays while its file may still exist");
     // The bucket is back: the next day's run deletes it (a missing object counts as gone).
     let s3 = tokio::task::spawn_blocking(TestS3::start).await.unwrap();
-    let c = ctx(&db, &s3).await;
+    let c = CtxBuilder::new(&db, &JOB)
+        .s3(&s3, "cleanup-test")
+        .build()
+        .await;
     c.storage.as_ref().unwrap().ensure_bucket().await.unwrap();
     let r = run_event(&c, &JOB, &json!({"time": "2026-06-11T04:30:00Z"}))
         .await
@@ -327,7 +330,10 @@ async fn only_referenced_uploads_and_current_avatars_outlive_the_grace() {
     let db = TestDb::new().await;
     let p = &db.pool;
     let s3 = tokio::task::spawn_blocking(TestS3::start).await.unwrap();
-    let c = ctx(&db, &s3).await;
+    let c = CtxBuilder::new(&db, &JOB)
+        .s3(&s3, "cleanup-test")
+        .build()
+        .await;
     c.storage.as_ref().unwrap().ensure_bucket().await.unwrap();
     // T = 2026-06-10T00:00Z: confirmed before 2026-06-09T00:00Z is past the grace.
     let (ann, _) = user(p, "ann@example.com").await;

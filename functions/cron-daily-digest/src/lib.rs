@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use honeydue_jobs::reminders::day;
-use honeydue_jobs::send::{email, enqueue_all, unsubscribe_url};
+use honeydue_jobs::send::{email, enqueue_all, unsubscribe_url, Hour, Kind};
 use honeydue_jobs::{Cadence, Ctx, Job, JobFuture};
 use honeydue_mail::templates::{notice, Line, Section};
 use serde_json::{json, Value};
@@ -31,8 +31,8 @@ pub static JOB: Job = Job {
 pub const BATCH_USERS: i64 = 5000;
 /// Lines per section.
 pub const PER_SECTION: i64 = 10;
-/// The UTC hour for users who set none.
-pub const DEFAULT_HOUR: i32 = 3;
+/// What this job sends (its users' digest hour times it).
+const KIND: Kind = Kind::DailyDigest;
 
 /// The sections, in the order the email shows them.
 pub const SECTIONS: [(&str, &str); 6] = [
@@ -141,7 +141,7 @@ async fn serve_hour(ctx: &Ctx, h: DateTime<Utc>) -> anyhow::Result<Value> {
             h,
             start,
             end,
-            DEFAULT_HOUR,
+            Hour::Digest.default_utc_hour(),
             PER_SECTION
         )
         .fetch_all(&mut *tx)
@@ -206,16 +206,16 @@ async fn serve_hour(ctx: &Ctx, h: DateTime<Utc>) -> anyhow::Result<Value> {
                 &subject,
                 &["Here is what needs your attention around the house.".to_string()],
                 &sections,
-                &unsubscribe_url(ctx, user_id, "daily_digest"),
+                &unsubscribe_url(ctx, user_id, KIND.as_str()),
             );
             outgoing.push(email(
                 ctx,
                 user_id,
                 &d.email,
-                "daily_digest",
-                "daily_digest",
+                KIND.as_str(),
+                KIND.as_str(),
                 rendered,
-                Some(format!("daily_digest:{user_id}:{}", d.today)),
+                Some(format!("{}:{user_id}:{}", KIND.as_str(), d.today)),
             ));
         }
         sent += enqueue_all(&mut tx, &outgoing).await?;

@@ -1,4 +1,4 @@
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    honeydue_jobs::serve(&cron_daily_digest::JOB).await
+    honeydue_jobs::start(&cron_daily_digest::JOB).await
 }

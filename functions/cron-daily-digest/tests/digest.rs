@@ -2,25 +2,13 @@
 //! empty, once per local day, preferences.
 
 use cron_daily_digest::JOB;
-use honeydue_core::Env;
-use honeydue_jobs::{run_event, Ctx};
+use honeydue_jobs::run_event;
 use honeydue_testkit::fixtures::{
     add_member, document, exec, outbox, residence, task, user, user_in,
 };
+use honeydue_testkit::jobs::ctx;
 use honeydue_testkit::TestDb;
 use serde_json::json;
-
-async fn ctx(db: &TestDb) -> Ctx {
-    Ctx::init(
-        &JOB,
-        Env::from_pairs([
-            ("DATABASE_URL", db.url.as_str()),
-            ("APP_SECRET", "test-secret-0123456789abcdef"),
-        ]),
-    )
-    .await
-    .unwrap()
-}
 
 #[tokio::test]
 async fn sections_and_once_a_day() {
@@ -75,7 +63,7 @@ async fn sections_and_once_a_day() {
     .await;
     document(p, home, "Dishwasher", "warranty", "2026-06-30").await;
 
-    let c = ctx(&db).await;
+    let c = ctx(&db, &JOB).await;
     run_event(&c, &JOB, &json!({"time": "2026-06-10T02:00:00Z"}))
         .await
         .unwrap();
@@ -172,7 +160,7 @@ async fn preferences_and_verification() {
         task(p, h, "Due", "2026-06-10", None, None).await;
         task(p, h, "Due later", "2026-06-11", None, None).await;
     }
-    let c = ctx(&db).await;
+    let c = ctx(&db, &JOB).await;
     run_event(&c, &JOB, &json!({"time": "2026-06-10T03:00:00Z"}))
         .await
         .unwrap();

@@ -3,9 +3,11 @@
 //! k3s); concurrent or overlapping runs are safe (rows are claimed with
 //! `SKIP LOCKED`).
 
-use honeydue_core::config::{AppConfig, DbConfig};
+use honeydue_core::config::{AppConfig, BoxError, DbConfig, Function};
 use honeydue_core::Env;
 use honeydue_mail::deliver::{dispatch, Mailer, Policy, SmtpConfig, Stats};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
 use sqlx::PgPool;
 
 /// What the function needs, built once per process.
@@ -20,22 +22,6 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Reads `DATABASE_URL`, `SMTP_*`, `MAIL_FROM`; checks the schema.
-    pub async fn init(mut env: Env) -> anyhow::Result<Self> {
-        let db = DbConfig::read(&mut env);
-        let app = AppConfig::read(&mut env);
-        let smtp = SmtpConfig::read(&mut env);
-        env.finish()?;
-        let pool = honeydue_core::db::pool(&db.expect("checked"))?;
-        honeydue_core::db::check_schema(&pool).await?;
-        let mailer = Mailer::new(&smtp.expect("checked"), &app.mail_from)?;
-        Ok(Self {
-            db: pool,
-            mailer,
-            policy: Policy::default(),
-        })
-    }
-
     /// One run.
     pub async fn run(&self) -> anyhow::Result<Stats> {
         let stats = dispatch(&self.db, &self.mailer, self.policy).await?;
@@ -46,5 +32,56 @@ impl Dispatcher {
             "outbox dispatched"
         );
         Ok(stats)
+    }
+}
+
+/// The function as `honeydue_core::config::start` runs it: `DATABASE_*`,
+/// `SMTP_*` and `MAIL_FROM` from one environment (the SMTP client is built
+/// while reading, so an unusable one is named with every other problem),
+/// then the pool (schema checked), then one [`Dispatcher::run`] per
+/// invocation.
+pub struct EmailDispatch;
+
+impl Function for EmailDispatch {
+    type Config = (DbConfig, Mailer);
+    type State = Dispatcher;
+
+    fn name(&self) -> &str {
+        "cron-email-dispatch"
+    }
+
+    fn read(&self, env: &mut Env) -> Option<Self::Config> {
+        let db = DbConfig::read(env);
+        let app = AppConfig::read(env);
+        let mailer = match SmtpConfig::read(env) {
+            Some(smtp) => match Mailer::new(&smtp, &app.mail_from) {
+                Ok(mailer) => Some(mailer),
+                Err(e) => {
+                    env.problem(format!("SMTP settings unusable: {e:#}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        Some((db?, mailer?))
+    }
+
+    async fn build(&self, (db, mailer): Self::Config) -> anyhow::Result<Dispatcher> {
+        let pool = honeydue_core::db::pool(&db)?;
+        honeydue_core::db::check_schema(&pool).await?;
+        Ok(Dispatcher {
+            db: pool,
+            mailer,
+            policy: Policy::default(),
+        })
+    }
+
+    async fn serve(&self, dispatcher: Dispatcher) -> Result<(), BoxError> {
+        let d = &dispatcher;
+        lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+            let stats = d.run().await.map_err(|e| format!("{e:#}"))?;
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(stats)?)
+        }))
+        .await
     }
 }

@@ -2,9 +2,9 @@
 //! one step per user per day, email preferences.
 
 use cron_onboarding_emails::JOB;
-use honeydue_core::Env;
-use honeydue_jobs::{run_event, Ctx};
+use honeydue_jobs::run_event;
 use honeydue_testkit::fixtures::{exec, outbox, residence, task, user};
+use honeydue_testkit::jobs::ctx;
 use honeydue_testkit::TestDb;
 use serde_json::json;
 use sqlx::PgPool;
@@ -84,15 +84,7 @@ async fn each_step_in_its_window_once() {
     )
     .await;
 
-    let c = Ctx::init(
-        &JOB,
-        Env::from_pairs([
-            ("DATABASE_URL", db.url.as_str()),
-            ("APP_SECRET", "test-secret-0123456789abcdef"),
-        ]),
-    )
-    .await
-    .unwrap();
+    let c = ctx(&db, &JOB).await;
     let r = run_event(&c, &JOB, &json!({"time": "2026-06-10T10:00:00Z"}))
         .await
         .unwrap();

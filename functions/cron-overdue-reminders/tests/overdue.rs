@@ -2,23 +2,11 @@
 //! default, the user's own hour, and once per step.
 
 use cron_overdue_reminders::JOB;
-use honeydue_core::Env;
-use honeydue_jobs::{run_event, Ctx};
+use honeydue_jobs::run_event;
 use honeydue_testkit::fixtures::{exec, notifications, outbox, residence, task, user};
+use honeydue_testkit::jobs::ctx;
 use honeydue_testkit::TestDb;
 use serde_json::json;
-
-async fn ctx(db: &TestDb) -> Ctx {
-    Ctx::init(
-        &JOB,
-        Env::from_pairs([
-            ("DATABASE_URL", db.url.as_str()),
-            ("APP_SECRET", "test-secret-0123456789abcdef"),
-        ]),
-    )
-    .await
-    .unwrap()
-}
 
 #[tokio::test]
 async fn taper_then_stop() {
@@ -36,7 +24,7 @@ async fn taper_then_stop() {
         None,
     )
     .await;
-    let c = ctx(&db).await;
+    let c = ctx(&db, &JOB).await;
     let mut reminded_on = Vec::new();
     for day in 27..=28 {
         run_event(
@@ -110,7 +98,7 @@ async fn own_hour_and_completed_tasks() {
         &format!("UPDATE tasks SET next_due_date = NULL WHERE id = {done}"),
     )
     .await;
-    let c = ctx(&db).await;
+    let c = ctx(&db, &JOB).await;
     run_event(&c, &JOB, &json!({"time": "2026-06-10T15:00:00Z"}))
         .await
         .unwrap();

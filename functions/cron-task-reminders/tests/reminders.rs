@@ -3,28 +3,16 @@
 //! and taken-over runs), catch-up, and the binary as a CronJob runs it.
 
 use cron_task_reminders::JOB;
-use honeydue_core::Env;
 use honeydue_jobs::{run_event, Ctx};
 use honeydue_testkit::fixtures::{
     add_member, exec, notifications, outbox, residence, task, user, user_in,
 };
+use honeydue_testkit::jobs::{CtxBuilder, SECRET};
 use honeydue_testkit::TestDb;
 use serde_json::json;
 
-const SECRET: &str = "test-secret-0123456789abcdef";
-
-async fn ctx(db: &TestDb) -> Ctx {
-    Ctx::init(
-        &JOB,
-        Env::from_pairs([
-            ("DATABASE_URL", db.url.as_str()),
-            ("APP_SECRET", SECRET),
-            ("APP_BASE_URL", "https://app.honeydue.test"),
-        ]),
-    )
-    .await
-    .unwrap()
-}
+/// Where links in emails point.
+const BASE_URL: &str = "https://app.honeydue.test";
 
 async fn at(ctx: &Ctx, time: &str) -> serde_json::Value {
     serde_json::to_value(
@@ -184,7 +172,7 @@ async fn offsets_recipients_and_preferences() {
     .await;
     let theirs = task(p, other, "Not ours", "2026-01-29", None, None).await;
 
-    let c = ctx(&db).await;
+    let c = CtxBuilder::new(&db, &JOB).base_url(BASE_URL).build().await;
     let r = at(&c, "2026-01-29T13:00:00Z").await;
     assert_eq!(
         r["served"][0]["stats"]["reminders"], 0,
@@ -281,7 +269,7 @@ async fn local_hours_and_time_zones_either_side_of_midnight() {
     exec(p, &format!("INSERT INTO notification_preferences (user_id, due_soon_hour) VALUES ({la}, 8), ({tokyo}, 7)")).await;
     // 2026-06-10 22:00 UTC = 15:00 on the 10th in Los Angeles = 07:00 on the 11th in Tokyo.
     let t = task(p, home, "Due on the 11th", "2026-06-11", None, None).await;
-    let c = ctx(&db).await;
+    let c = CtxBuilder::new(&db, &JOB).base_url(BASE_URL).build().await;
     at(&c, "2026-06-10T22:00:00Z").await;
     let n = notifications(p, tokyo, "due_soon").await;
     assert_eq!(n.len(), 1, "Tokyo's 07:00 on the 11th: due today");
@@ -309,8 +297,8 @@ async fn repeated_concurrent_and_taken_over_runs_send_once() {
     for i in 0..20 {
         task(p, home, &format!("Task {i}"), "2026-06-10", None, None).await;
     }
-    let c = ctx(&db).await;
-    let c2 = ctx(&db).await;
+    let c = CtxBuilder::new(&db, &JOB).base_url(BASE_URL).build().await;
+    let c2 = CtxBuilder::new(&db, &JOB).base_url(BASE_URL).build().await;
     let ev = json!({"time": "2026-06-10T14:00:05Z"});
     let (a, b) = tokio::join!(run_event(&c, &JOB, &ev), run_event(&c2, &JOB, &ev));
     let (a, b) = (a.unwrap(), b.unwrap());
@@ -355,7 +343,7 @@ async fn missed_hours_are_caught_up_within_the_look_back() {
     let (ann, _) = user(p, "ann@example.com").await;
     let home = residence(p, ann, "Home").await;
     task(p, home, "Due", "2026-06-10", None, None).await;
-    let c = ctx(&db).await;
+    let c = CtxBuilder::new(&db, &JOB).base_url(BASE_URL).build().await;
     // The first run ever serves only its own hour.
     assert_eq!(
         served(&at(&c, "2026-06-10T12:00:00Z").await),
@@ -430,7 +418,7 @@ async fn a_failing_slot_fails_the_run_and_the_next_run_takes_it_over() {
     let (ann, _) = user(p, "ann@example.com").await;
     let home = residence(p, ann, "Home").await;
     task(p, home, "Due", "2026-06-10", None, None).await;
-    let c = ctx(&db).await;
+    let c = CtxBuilder::new(&db, &JOB).base_url(BASE_URL).build().await;
     // The ledger is unavailable: the scan fails inside its transaction.
     exec(
         p,

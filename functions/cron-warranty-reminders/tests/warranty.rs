@@ -2,9 +2,9 @@
 //! warranties only, once each.
 
 use cron_warranty_reminders::JOB;
-use honeydue_core::Env;
-use honeydue_jobs::{run_event, Ctx};
+use honeydue_jobs::run_event;
 use honeydue_testkit::fixtures::{add_member, document, notifications, outbox, residence, user};
+use honeydue_testkit::jobs::ctx;
 use honeydue_testkit::TestDb;
 use serde_json::json;
 
@@ -23,15 +23,7 @@ async fn offsets_members_and_types() {
     let d0 = document(p, home, "Boiler", "warranty", "2026-06-10").await;
     document(p, home, "Fridge", "warranty", "2026-06-18").await; // 8 days: none
     document(p, home, "Home insurance", "insurance", "2026-06-10").await; // not a warranty
-    let c = Ctx::init(
-        &JOB,
-        Env::from_pairs([
-            ("DATABASE_URL", db.url.as_str()),
-            ("APP_SECRET", "test-secret-0123456789abcdef"),
-        ]),
-    )
-    .await
-    .unwrap();
+    let c = ctx(&db, &JOB).await;
     let ev = json!({"time": "2026-06-10T14:00:00Z"});
     run_event(&c, &JOB, &ev).await.unwrap();
     for u in [ann, vic] {

@@ -3,10 +3,12 @@
 //! seeds insert only when absent.
 
 use anyhow::Context;
-use honeydue_core::config::DbConfig;
+use honeydue_core::config::{BoxError, DbConfig, Function};
 use honeydue_core::types::{Email, NewPassword};
 use honeydue_core::{Env, Secret};
+use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Serialize;
+use serde_json::Value;
 use sqlx::{Connection, PgConnection};
 
 /// An account to seed when absent.
@@ -68,17 +70,72 @@ fn seed(env: &mut Env, email_var: &str, password_var: &str) -> Option<Seed> {
 }
 
 impl Config {
-    /// Reads the environment, naming every problem.
-    pub fn from_env(mut env: Env) -> Result<Self, honeydue_core::config::ConfigError> {
-        let db = DbConfig::read(&mut env);
-        let admin = seed(&mut env, "ADMIN_EMAIL", "ADMIN_PASSWORD");
-        let demo = seed(&mut env, "DEMO_EMAIL", "DEMO_PASSWORD");
-        env.finish()?;
-        Ok(Self {
-            db: db.expect("checked by finish"),
+    /// Reads `DATABASE_*` and the seeds into `env`, recording every problem
+    /// there; `None` only when one was recorded.
+    pub fn read(env: &mut Env) -> Option<Self> {
+        let db = DbConfig::read(env);
+        let admin = seed(env, "ADMIN_EMAIL", "ADMIN_PASSWORD");
+        let demo = seed(env, "DEMO_EMAIL", "DEMO_PASSWORD");
+        Some(Self {
+            db: db?,
             admin,
             demo,
         })
+    }
+
+    /// Reads the environment, naming every problem.
+    pub fn from_env(mut env: Env) -> Result<Self, honeydue_core::config::ConfigError> {
+        let cfg = Self::read(&mut env);
+        env.finish_with(cfg)
+    }
+}
+
+/// The function as `honeydue_core::config::start` runs it. On Lambda (or
+/// under the shim) it applies the migrations once per invocation; started
+/// by hand without `AWS_LAMBDA_RUNTIME_API` it runs once, prints the
+/// [`Outcome`] as JSON and exits (1 when the run fails), which is how
+/// `make dev` and the tests use it.
+pub struct Migrate;
+
+impl Function for Migrate {
+    type Config = Config;
+    type State = Config;
+
+    fn name(&self) -> &str {
+        "migrate"
+    }
+
+    fn read(&self, env: &mut Env) -> Option<Config> {
+        Config::read(env)
+    }
+
+    async fn build(&self, cfg: Config) -> anyhow::Result<Config> {
+        // Nothing to build: each run opens its own connection, and there is
+        // no schema to check before migrating it.
+        Ok(cfg)
+    }
+
+    async fn serve(&self, cfg: Config) -> Result<(), BoxError> {
+        if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_none() {
+            return match run(&cfg).await {
+                Ok(outcome) => {
+                    println!("{}", serde_json::to_string(&outcome)?);
+                    Ok(())
+                }
+                Err(e) => {
+                    tracing::error!(error = ?e, "migration failed");
+                    eprintln!("migrate: {e:#}");
+                    std::process::exit(1);
+                }
+            };
+        }
+        let cfg = &cfg;
+        lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+            let outcome = run(cfg).await.map_err(|e| format!("{e:#}"))?;
+            tracing::info!(?outcome, "migrations applied");
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(outcome)?)
+        }))
+        .await
     }
 }
 

@@ -1,5 +1,6 @@
+use honeydue_http::Stateless;
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_http::Error> {
-    honeydue_core::telemetry::init();
-    honeydue_http::run(web::app()).await
+    honeydue_http::start(&Stateless::new("web", web::app)).await
 }

@@ -1,11 +1,20 @@
-//! Typed configuration from the environment.
+//! Typed configuration from the environment, and the one way a function
+//! starts.
 //!
 //! Every function reads what it needs through an [`Env`] reader, which
 //! collects *every* missing or malformed variable and fails once, at cold
 //! start, with a message naming them all — never one at a time, never later
 //! in a request.
+//!
+//! Every function's `main` is [`start`] with a value that implements
+//! [`Function`]: it reads its whole configuration (the common settings and
+//! its own, the S3, SMTP or App Store ones alike) from one [`Env`], builds
+//! its state once and serves. `honeydue_http::start` and
+//! `honeydue_jobs::start` are this same function, re-exported for the
+//! crates that depend on those.
 
 use std::fmt;
+use std::future::Future;
 use std::str::FromStr;
 
 /// A value that must never be printed (passwords, URLs with credentials).
@@ -38,11 +47,11 @@ pub struct ConfigError {
     pub problems: Vec<String>,
 }
 
-/// Collects configuration from an environment (the process environment, or a
-/// map in tests), remembering every problem until [`Env::finish`].
 /// Where an [`Env`] reads variables from.
 type Lookup = Box<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// Collects configuration from an environment (the process environment, or a
+/// map in tests), remembering every problem until [`Env::finish`].
 pub struct Env {
     lookup: Lookup,
     problems: Vec<String>,
@@ -169,6 +178,97 @@ impl Env {
             })
         }
     }
+
+    /// Ends reading with what was read: `Err` names every problem seen.
+    ///
+    /// Readers return `None` only after recording why; a `None` with no
+    /// problem recorded is a reader's bug, reported as such rather than a
+    /// panic at cold start.
+    pub fn finish_with<T>(self, value: Option<T>) -> Result<T, ConfigError> {
+        self.finish()?;
+        value.ok_or_else(|| ConfigError {
+            problems: vec![
+                "configuration incomplete (a reader returned nothing without naming a variable)"
+                    .to_string(),
+            ],
+        })
+    }
+}
+
+/// The error a function's loop ends with; `lambda_runtime::Error` and
+/// `lambda_http::Error` are this type.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How one function starts, declared once and run by [`start`].
+///
+/// Starting has three steps, and every function takes the same ones:
+///
+/// 1. [`read`](Function::read): every variable the function needs, the
+///    common ones (database, app settings, Redis) and its own (S3, SMTP,
+///    App Store, seeds) alike, from one [`Env`], recording each problem in
+///    it. Work that needs no I/O and can fail on a bad value (an SMTP
+///    client, a certificate) belongs here too, so that its failure is named
+///    with the others.
+/// 2. [`build`](Function::build): what needs the complete configuration or
+///    I/O (the pool and the schema check, the S3 client). Its error is an
+///    init error as well.
+/// 3. [`serve`](Function::serve): the runtime loop with the finished state.
+///
+/// Implemented by `honeydue_http::Api` (database-backed HTTP functions),
+/// `honeydue_http::Stateless`, `honeydue_jobs::Job` (scheduled functions)
+/// and the functions that have their own loop (`cron-email-dispatch`,
+/// `migrate`).
+pub trait Function {
+    /// Everything read from the environment.
+    type Config;
+    /// What the loop serves with, built once per process.
+    type State;
+
+    /// The function's name, which starts its init-error line.
+    fn name(&self) -> &str;
+
+    /// Reads the whole configuration from `env`, recording every problem
+    /// there; `None` only when a problem was recorded.
+    fn read(&self, env: &mut Env) -> Option<Self::Config>;
+
+    /// Builds the state from a complete configuration.
+    fn build(&self, config: Self::Config) -> impl Future<Output = anyhow::Result<Self::State>>;
+
+    /// Serves invocations until the runtime stops.
+    fn serve(&self, state: Self::State) -> impl Future<Output = Result<(), BoxError>>;
+}
+
+/// Reads `function`'s configuration from `env` and builds its state:
+/// [`start`] without tracing, the process environment or the exit (tests).
+/// `Err` names every configuration problem at once, or says what building
+/// failed on.
+pub async fn init<F: Function>(function: &F, mut env: Env) -> anyhow::Result<F::State> {
+    let config = function.read(&mut env);
+    let config = env.finish_with(config)?;
+    function.build(config).await
+}
+
+/// The `main` of every function: tracing, then [`init`] from the process
+/// environment, then [`Function::serve`].
+///
+/// A failed init ends the process once, before the runtime loop: one log
+/// line and one stderr line (`<name>: <every problem>`), exit code 2, which
+/// the shim and Lambda report as an init error.
+pub async fn start<F: Function>(function: &F) -> Result<(), BoxError> {
+    crate::telemetry::init();
+    let state = match init(function, Env::from_process()).await {
+        Ok(state) => state,
+        Err(e) => {
+            tracing::error!(
+                function = function.name(),
+                error = format!("{e:#}"),
+                "init failed"
+            );
+            eprintln!("{}: {e:#}", function.name());
+            std::process::exit(2);
+        }
+    };
+    function.serve(state).await
 }
 
 /// Database settings shared by every function that uses Postgres.
@@ -268,6 +368,52 @@ mod tests {
     fn secrets_never_print() {
         let s = Secret::new("hunter2".to_string());
         assert_eq!(format!("{s:?}"), "Secret(***)");
+    }
+
+    /// A function with common settings and its own, read from one `Env`.
+    struct Probe;
+
+    impl Function for Probe {
+        type Config = (DbConfig, AppConfig, u16);
+        type State = u16;
+
+        fn name(&self) -> &str {
+            "probe"
+        }
+
+        fn read(&self, env: &mut Env) -> Option<Self::Config> {
+            let db = DbConfig::read(env);
+            let app = AppConfig::read(env);
+            let port = env.required("PROBE_PORT");
+            Some((db?, app, port?))
+        }
+
+        async fn build(&self, (_, _, port): Self::Config) -> anyhow::Result<u16> {
+            Ok(port)
+        }
+
+        async fn serve(&self, _: u16) -> Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn init_names_the_common_and_the_functions_own_problems_at_once() {
+        let env = Env::from_pairs([("TOKEN_TTL_DAYS", "forever"), ("PROBE_PORT", "high")]);
+        let err = format!("{:#}", init(&Probe, env).await.unwrap_err());
+        for name in ["DATABASE_URL", "TOKEN_TTL_DAYS", "PROBE_PORT"] {
+            assert!(err.contains(name), "{err}");
+        }
+        let env = Env::from_pairs([("DATABASE_URL", "postgres://x/y"), ("PROBE_PORT", "8")]);
+        assert_eq!(init(&Probe, env).await.unwrap(), 8);
+    }
+
+    #[test]
+    fn a_reader_that_returns_nothing_without_a_problem_is_still_an_error() {
+        let env = Env::from_pairs([("A", "1")]);
+        assert!(env.finish_with(None::<()>).is_err());
+        let env = Env::from_pairs([("A", "1")]);
+        assert_eq!(env.finish_with(Some(3)).unwrap(), 3);
     }
 
     #[test]

@@ -1,12 +1,15 @@
 //! The glue that makes an axum [`Router`](axum::Router) a Lambda function:
-//! [`run`] hands it to `lambda_http`'s concurrent runner, and the extractors
-//! here turn bad input into the JSON errors of [`honeydue_core::AppError`].
+//! [`start`](fn@start) reads a function's configuration, builds its state
+//! once and hands the router to [`run`], `lambda_http`'s concurrent runner;
+//! the extractors here turn bad input into the JSON errors of
+//! [`honeydue_core::AppError`].
 
 pub mod auth;
 pub mod extract;
 pub mod pagination;
 pub mod ratelimit;
 pub mod routes;
+mod start;
 pub mod state;
 
 use axum::extract::DefaultBodyLimit;
@@ -17,7 +20,13 @@ pub use auth::AuthUser;
 pub use extract::{client_ip, ClientIp, Json, PathId, Query};
 pub use pagination::{Page, Paginated};
 pub use ratelimit::Limit;
+pub use start::{Api, AppState, Extra, Stateless};
 pub use state::{Config, State};
+
+/// The one entry point of every function, `honeydue_core::config::start`:
+/// an HTTP function's `main` is `start(&Api::new(name, app)).await` (or
+/// `start(&Stateless::new(name, app))`).
+pub use honeydue_core::config::start;
 
 /// Default limit on request bodies: generous for JSON, far below Lambda's 6 MB.
 pub const DEFAULT_BODY_LIMIT: usize = 256 * 1024;

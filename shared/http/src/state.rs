@@ -1,5 +1,5 @@
 //! The configuration and shared state of a database-backed HTTP function,
-//! built once per process.
+//! built once per process by [`start`](fn@crate::start).
 
 use std::sync::Arc;
 
@@ -21,17 +21,37 @@ pub struct Config {
 }
 
 impl Config {
+    /// Reads the common variables into `env`, recording every problem
+    /// there; `None` only when one was recorded.
+    pub fn read(env: &mut Env) -> Option<Self> {
+        Self::read_with(env, |_, _| Some(())).map(|(cfg, ())| cfg)
+    }
+
+    /// Reads the common variables and then, from the same `env`, what
+    /// `more` reads (it sees the app settings already read: the sender
+    /// address, the secret).
+    pub(crate) fn read_with<T>(
+        env: &mut Env,
+        more: impl FnOnce(&mut Env, &AppConfig) -> Option<T>,
+    ) -> Option<(Self, T)> {
+        let db = DbConfig::read(env);
+        let app = AppConfig::read(env);
+        let redis_url = env.optional("REDIS_URL");
+        let extra = more(env, &app);
+        Some((
+            Self {
+                db: db?,
+                app,
+                redis_url,
+            },
+            extra?,
+        ))
+    }
+
     /// Reads every variable, naming all problems at once.
     pub fn from_env(mut env: Env) -> Result<Self, ConfigError> {
-        let db = DbConfig::read(&mut env);
-        let app = AppConfig::read(&mut env);
-        let redis_url = env.optional("REDIS_URL");
-        env.finish()?;
-        Ok(Self {
-            db: db.expect("checked by finish"),
-            app,
-            redis_url,
-        })
+        let cfg = Self::read(&mut env);
+        env.finish_with(cfg)
     }
 
     /// A configuration for tests: this database, defaults for the rest.
@@ -70,10 +90,10 @@ impl FromRef<State> for PgPool {
 }
 
 impl State {
-    /// Reads configuration, builds the pool and cache, and checks that the
-    /// database schema is current (an init error otherwise).
-    pub async fn init(env: Env) -> anyhow::Result<Self> {
-        let cfg = Config::from_env(env)?;
+    /// Builds the pool and the cache from a complete configuration, and
+    /// checks that the database schema is current (an init error
+    /// otherwise). Functions get theirs from [`start`](fn@crate::start).
+    pub async fn open(cfg: Config) -> anyhow::Result<Self> {
         let db = honeydue_core::db::pool(&cfg.db)?;
         honeydue_core::db::check_schema(&db).await?;
         Ok(Self::new(cfg, db))
@@ -88,46 +108,4 @@ impl State {
             cfg: Arc::new(cfg),
         }
     }
-}
-
-/// A function's `main`: tracing, state from the environment (exit 2 with
-/// every configuration problem named), then the router on the Runtime API.
-pub async fn serve(name: &str, app: fn(State) -> axum::Router) -> Result<(), lambda_http::Error> {
-    serve_requiring(name, &[], app).await
-}
-
-/// [`serve`] for a function that also needs optional settings to be set
-/// (`APP_SECRET`, ...): their absence is an init error naming them.
-pub async fn serve_requiring(
-    name: &str,
-    required: &[&str],
-    app: fn(State) -> axum::Router,
-) -> Result<(), lambda_http::Error> {
-    honeydue_core::telemetry::init();
-    let missing: Vec<String> = required
-        .iter()
-        .filter(|v| {
-            std::env::var(v)
-                .map(|s| s.trim().is_empty())
-                .unwrap_or(true)
-        })
-        .map(|v| format!("{v} is not set"))
-        .collect();
-    let state = match State::init(Env::from_process()).await {
-        Ok(_) if !missing.is_empty() => Err(anyhow::anyhow!(
-            "invalid configuration: {}",
-            missing.join("; ")
-        )),
-        Err(e) if !missing.is_empty() => Err(anyhow::anyhow!("{e:#}; {}", missing.join("; "))),
-        other => other,
-    };
-    let state = match state {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "init failed");
-            eprintln!("{name}: {e:#}");
-            std::process::exit(2);
-        }
-    };
-    crate::run(app(state)).await
 }

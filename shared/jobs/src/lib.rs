@@ -5,7 +5,8 @@
 //! notifications and emails.
 //!
 //! A function is a [`Job`]: a name, a cadence and a `run` for one slot. Its
-//! binary is `honeydue_jobs::serve(&JOB)`.
+//! binary is `honeydue_jobs::start(&JOB)`, the one entry point of every
+//! function (`honeydue_core::config::start`).
 
 pub mod reminders;
 pub mod runs;
@@ -15,7 +16,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use chrono::{DateTime, Utc};
-use honeydue_core::config::{AppConfig, DbConfig};
+use honeydue_core::config::{AppConfig, BoxError, DbConfig, Function};
 use honeydue_core::Env;
 use honeydue_storage::{Storage, StorageConfig};
 use lambda_runtime::{service_fn, LambdaEvent};
@@ -23,6 +24,10 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 pub use runs::{run_event, Cadence, RunReport};
+
+/// The one entry point of every function, `honeydue_core::config::start`:
+/// a scheduled function's `main` is `start(&JOB).await`.
+pub use honeydue_core::config::start;
 
 /// A future borrowed from the context.
 pub type JobFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Value>> + Send + 'a>>;
@@ -54,26 +59,53 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Reads the configuration `job` needs; every problem is named at once.
-    pub async fn init(job: &Job, mut env: Env) -> anyhow::Result<Self> {
-        let db = DbConfig::read(&mut env);
-        let app = AppConfig::read(&mut env);
-        if job.mails && app.secret.is_none() {
+    /// Reads the configuration `job` needs from `env` and builds the
+    /// context, as [`start`] does at cold start; every problem is named at
+    /// once.
+    pub async fn init(job: &Job, env: Env) -> anyhow::Result<Self> {
+        honeydue_core::config::init(job, env).await
+    }
+
+    /// The secret for signing; present for jobs with `mails`.
+    pub fn secret(&self) -> &str {
+        self.secret.as_deref().unwrap_or_default()
+    }
+}
+
+/// A scheduled function at cold start: `DATABASE_*` and the app settings,
+/// `APP_SECRET` required when it `mails`, `S3_*` when it needs `storage`,
+/// all from one environment; then the pool (schema checked) and the bucket;
+/// then one [`run_event`] per invocation.
+impl Function for Job {
+    type Config = (DbConfig, AppConfig, Option<StorageConfig>);
+    type State = Ctx;
+
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn read(&self, env: &mut Env) -> Option<Self::Config> {
+        let db = DbConfig::read(env);
+        let app = AppConfig::read(env);
+        if self.mails && app.secret.is_none() {
             env.problem("APP_SECRET is required (it signs unsubscribe links)");
         }
-        let storage = if job.storage {
-            StorageConfig::read(&mut env)
+        let storage = if self.storage {
+            StorageConfig::read(env).map(Some)
         } else {
-            None
+            Some(None)
         };
-        env.finish()?;
-        let pool = honeydue_core::db::pool(&db.expect("checked"))?;
+        Some((db?, app, storage?))
+    }
+
+    async fn build(&self, (db, app, storage): Self::Config) -> anyhow::Result<Ctx> {
+        let pool = honeydue_core::db::pool(&db)?;
         honeydue_core::db::check_schema(&pool).await?;
         let storage = match storage {
             Some(cfg) => Some(Storage::new(&cfg).await),
             None => None,
         };
-        Ok(Self {
+        Ok(Ctx {
             db: pool,
             secret: app.secret.as_ref().map(|s| s.expose().clone()),
             app,
@@ -81,9 +113,13 @@ impl Ctx {
         })
     }
 
-    /// The secret for signing; present for jobs with `mails`.
-    pub fn secret(&self) -> &str {
-        self.secret.as_deref().unwrap_or_default()
+    async fn serve(&self, ctx: Ctx) -> Result<(), BoxError> {
+        let ctx = &ctx;
+        lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
+            let report = run_event(ctx, self, &ev.payload).await?;
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
+        }))
+        .await
     }
 }
 
@@ -99,25 +135,4 @@ pub async fn user_batches(pool: &PgPool, size: i64) -> sqlx::Result<Vec<(i64, i6
         .step_by(size as usize)
         .map(|start| (start, start + size - 1))
         .collect())
-}
-
-/// The binary of a scheduled function: configuration, then the Lambda
-/// runtime loop. A configuration problem exits 2 before the loop, which the
-/// shim and Lambda report as an init error.
-pub async fn serve(job: &'static Job) -> Result<(), lambda_runtime::Error> {
-    honeydue_core::telemetry::init();
-    let ctx = match Ctx::init(job, Env::from_process()).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(job = job.name, error = format!("{e:#}"), "init failed");
-            eprintln!("{}: {e:#}", job.name);
-            std::process::exit(2);
-        }
-    };
-    let ctx = &ctx;
-    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
-        let report = run_event(ctx, job, &ev.payload).await?;
-        Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
-    }))
-    .await
 }

@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use honeydue_core::domain::notifications as notification;
 use honeydue_mail::templates::{notice, Line, Section};
 use serde_json::{json, Value};
 
@@ -42,21 +43,26 @@ pub enum Kind {
 }
 
 impl Kind {
-    /// The notification kind.
-    pub fn name(self) -> &'static str {
+    /// The notification kind it sends.
+    pub fn notification(self) -> notification::Kind {
         match self {
-            Kind::DueSoon => "due_soon",
-            Kind::Overdue => "overdue",
-            Kind::Warranty => "warranty_expiring",
+            Kind::DueSoon => notification::Kind::DueSoon,
+            Kind::Overdue => notification::Kind::Overdue,
+            Kind::Warranty => notification::Kind::WarrantyExpiring,
         }
+    }
+
+    /// The notification kind's name.
+    pub fn name(self) -> &'static str {
+        self.notification().as_str()
     }
 
     /// The UTC hour for users who set none.
     pub fn default_hour(self) -> i32 {
-        match self {
-            Kind::DueSoon | Kind::Warranty => 14,
-            Kind::Overdue => 15,
-        }
+        self.notification()
+            .hour()
+            .expect("reminders are scheduled kinds")
+            .default_utc_hour()
     }
 }
 
@@ -337,6 +343,16 @@ fn headline(kind: Kind, items: &[Item]) -> (String, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds() {
+        assert_eq!(Kind::DueSoon.name(), "due_soon");
+        assert_eq!(Kind::Overdue.name(), "overdue");
+        assert_eq!(Kind::Warranty.name(), "warranty_expiring");
+        assert_eq!(Kind::DueSoon.default_hour(), 14);
+        assert_eq!(Kind::Overdue.default_hour(), 15);
+        assert_eq!(Kind::Warranty.default_hour(), 14);
+    }
 
     #[test]
     fn phrases() {

@@ -9,6 +9,10 @@ use sqlx::PgConnection;
 
 use crate::Ctx;
 
+/// The notification kinds and their hours, defined once in
+/// `honeydue_core`, for the scheduled functions built on this crate.
+pub use honeydue_core::domain::notifications::{Hour, Kind};
+
 /// An in-app notification.
 #[derive(Debug, Clone)]
 pub struct Notice {

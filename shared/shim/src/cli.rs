@@ -11,8 +11,8 @@ use clap::{Args, Parser, Subcommand};
 use crate::event::PayloadFormat;
 use crate::pool::{InvokeError, InvokeMeta, Outcome, Pool, PoolConfig};
 use crate::server::{default_trusted, Cidr, Front, Ops};
-use crate::template::{FunctionSpec, Template};
 use crate::{error, info};
+use sam_template::{FunctionSpec, Template};
 
 /// Exit codes of `shim invoke` (and of the shim on a usage error).
 pub mod exit {
@@ -41,7 +41,7 @@ pub struct Cli {
     pub mode: Mode,
 }
 
-/// The three modes.
+/// The modes.
 #[derive(Debug, Subcommand)]
 pub enum Mode {
     /// Serve one function over HTTP (a pod's entrypoint).
@@ -53,53 +53,6 @@ pub enum Mode {
     /// Serve error pages for a proxy: `GET /_edge/<status>` answers that
     /// status with the JSON error shape (the proxy's errors middleware).
     Errors(ErrorsArgs),
-    /// Render the k3s manifests derived from the template (or check them).
-    K3s(K3sArgs),
-}
-
-/// `shim k3s`.
-#[derive(Debug, Args)]
-pub struct K3sArgs {
-    /// The SAM template.
-    #[arg(long, default_value = "template.yaml")]
-    pub template: PathBuf,
-    /// The kustomize tree to write into.
-    #[arg(long, default_value = "k3s")]
-    pub out: PathBuf,
-    /// The ConfigMap whose keys the functions read through envFrom.
-    #[arg(long, default_value = "k3s/base/configmap.yaml")]
-    pub configmap: PathBuf,
-    /// Compare instead of writing; exit 1 if anything differs.
-    #[arg(long)]
-    pub check: bool,
-}
-
-fn k3s(a: K3sArgs) -> i32 {
-    let rendered = Template::load(&a.template)
-        .and_then(|t| crate::k3s::Inputs::load(&a.configmap).map(|i| (t, i)))
-        .and_then(|(t, i)| crate::k3s::render(&t, &i));
-    let files = match rendered {
-        Ok(f) => f,
-        Err(e) => return usage(&e),
-    };
-    match crate::k3s::sync(&a.out, &files, a.check) {
-        Ok(stale) if stale.is_empty() => {
-            println!("k3s: {} files up to date", files.len());
-            exit::OK
-        }
-        Ok(stale) if a.check => {
-            eprintln!(
-                "k3s: out of date with template.yaml (run `make k3s`): {}",
-                stale.join(", ")
-            );
-            exit::FUNCTION_ERROR
-        }
-        Ok(stale) => {
-            println!("k3s: wrote {}", stale.join(", "));
-            exit::OK
-        }
-        Err(e) => usage(&e),
-    }
 }
 
 /// Options every mode shares.
@@ -461,7 +414,6 @@ pub fn run(cli: Cli) -> i32 {
         }
         Mode::Invoke(a) => invoke(a),
         Mode::Errors(a) => errors(a),
-        Mode::K3s(a) => k3s(a),
     }
 }
 

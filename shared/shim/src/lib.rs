@@ -6,10 +6,9 @@
 pub mod body;
 pub mod cli;
 pub mod event;
-pub mod k3s;
 pub mod log;
 pub mod metrics;
 pub mod pool;
 pub mod routes;
+pub mod runtime_api;
 pub mod server;
-pub mod template;

@@ -2,10 +2,10 @@
 //! polls, the bounded queue of invocations waiting for them, deadlines,
 //! crashes and restarts.
 //!
-//! Every worker process gets its own Runtime API port, so the shim always
-//! knows which process holds which invocation: a crash fails exactly the
-//! invocations of the process that died, and a timeout can kill exactly the
-//! wedged process.
+//! Every worker process gets its own Runtime API port (served by
+//! [`crate::runtime_api`]), so the shim always knows which process holds
+//! which invocation: a crash fails exactly the invocations of the process
+//! that died, and a timeout can kill exactly the wedged process.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -14,23 +14,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
-use crate::body::{full, linger, read_limited, Body, ReadError};
 use crate::metrics::Metrics;
-use crate::template::FunctionSpec;
-use crate::{error, info, warn};
+use crate::{error, warn};
+use sam_template::FunctionSpec;
 
 /// Lambda's limit on a request or response payload (6 MB).
 pub const PAYLOAD_LIMIT: usize = 6 * 1024 * 1024;
-/// The Runtime API version prefix.
-const API: &str = "/2018-06-01/runtime";
 
 /// How to run one function.
 #[derive(Debug, Clone)]
@@ -114,60 +106,60 @@ pub struct InvokeMeta {
     pub cognito_identity: Option<String>,
 }
 
-struct Invocation {
-    id: String,
-    event: Bytes,
-    meta: InvokeMeta,
-    started: Option<oneshot::Sender<Started>>,
-    done: oneshot::Sender<Outcome>,
+pub(crate) struct Invocation {
+    pub(crate) id: String,
+    pub(crate) event: Bytes,
+    pub(crate) meta: InvokeMeta,
+    pub(crate) started: Option<oneshot::Sender<Started>>,
+    pub(crate) done: oneshot::Sender<Outcome>,
 }
 
-struct Started {
-    worker: Arc<Worker>,
-    deadline: Instant,
-    delivered: Instant,
+pub(crate) struct Started {
+    pub(crate) worker: Arc<Worker>,
+    pub(crate) deadline: Instant,
+    pub(crate) delivered: Instant,
 }
 
-struct Inflight {
-    done: oneshot::Sender<Outcome>,
+pub(crate) struct Inflight {
+    pub(crate) done: oneshot::Sender<Outcome>,
 }
 
 #[derive(Default)]
-struct WorkerState {
-    pid: Option<u32>,
-    pollers: usize,
+pub(crate) struct WorkerState {
+    pub(crate) pid: Option<u32>,
+    pub(crate) pollers: usize,
     /// Polled since the last spawn (else its exit is an init failure).
-    polled: bool,
+    pub(crate) polled: bool,
     /// Polled at least once, ever.
-    ever_polled: bool,
-    spawned_at: Option<Instant>,
-    inflight: HashMap<String, Inflight>,
+    pub(crate) ever_polled: bool,
+    pub(crate) spawned_at: Option<Instant>,
+    pub(crate) inflight: HashMap<String, Inflight>,
     /// Invocations that timed out while this process held them.
-    stuck: HashSet<String>,
+    pub(crate) stuck: HashSet<String>,
     /// When its memory was last looked at (at most once a second).
-    rss_checked: Option<Instant>,
+    pub(crate) rss_checked: Option<Instant>,
     /// Being replaced for its memory: it gets no more work.
-    retiring: bool,
+    pub(crate) retiring: bool,
 }
 
 /// One worker slot: a process (restarted as needed) and its Runtime API.
 pub struct Worker {
-    index: usize,
-    addr: SocketAddr,
-    concurrency: usize,
-    st: Mutex<WorkerState>,
-    kill: Notify,
-    retire: Notify,
+    pub(crate) index: usize,
+    pub(crate) addr: SocketAddr,
+    pub(crate) concurrency: usize,
+    pub(crate) st: Mutex<WorkerState>,
+    pub(crate) kill: Notify,
+    pub(crate) retire: Notify,
 }
 
 impl Worker {
-    fn lock(&self) -> std::sync::MutexGuard<'_, WorkerState> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, WorkerState> {
         self.st.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Marks `id` timed out; kills the process if it can no longer serve.
     /// `false` if the invocation had already been answered.
-    fn time_out(&self, id: &str) -> bool {
+    pub(crate) fn time_out(&self, id: &str) -> bool {
         let mut st = self.lock();
         if st.inflight.remove(id).is_none() {
             return false;
@@ -188,16 +180,21 @@ impl Worker {
 /// that disconnects), the deadline still holds: a watchdog takes over the
 /// answer channel, so a wedged worker is still killed and the gauge (and
 /// the drain that waits on it) still comes back to zero.
-struct Running {
-    pool: Arc<Pool>,
-    worker: Arc<Worker>,
-    id: String,
-    deadline: Instant,
-    done: Option<oneshot::Receiver<Outcome>>,
+pub(crate) struct Running {
+    pub(crate) pool: Arc<Pool>,
+    pub(crate) worker: Arc<Worker>,
+    pub(crate) id: String,
+    pub(crate) deadline: Instant,
+    pub(crate) done: Option<oneshot::Receiver<Outcome>>,
 }
 
 impl Running {
-    fn new(pool: Arc<Pool>, s: &Started, id: String, done: oneshot::Receiver<Outcome>) -> Self {
+    pub(crate) fn new(
+        pool: Arc<Pool>,
+        s: &Started,
+        id: String,
+        done: oneshot::Receiver<Outcome>,
+    ) -> Self {
         pool.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         Self {
             pool,
@@ -209,7 +206,7 @@ impl Running {
     }
 
     /// Waits for the worker's answer within the deadline.
-    async fn outcome(&mut self) -> Result<Outcome, InvokeError> {
+    pub(crate) async fn outcome(&mut self) -> Result<Outcome, InvokeError> {
         let Some(done) = self.done.as_mut() else {
             return Err(InvokeError::Draining);
         };
@@ -261,37 +258,22 @@ pub struct Pool {
     pub cfg: PoolConfig,
     /// Its metrics.
     pub metrics: Metrics,
-    queue_tx: mpsc::Sender<Invocation>,
-    queue_rx: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
-    workers: Vec<Arc<Worker>>,
-    draining: AtomicBool,
-    stop_tx: watch::Sender<bool>,
+    pub(crate) queue_tx: mpsc::Sender<Invocation>,
+    pub(crate) queue_rx: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
+    pub(crate) workers: Vec<Arc<Worker>>,
+    pub(crate) draining: AtomicBool,
+    pub(crate) stop_tx: watch::Sender<bool>,
     /// The last init error a worker reported (or the reason it died before
     /// polling).
-    last_init_error: Mutex<Option<String>>,
-    exited: Notify,
+    pub(crate) last_init_error: Mutex<Option<String>>,
+    pub(crate) exited: Notify,
 }
 
-fn now_ms() -> u128 {
+pub(crate) fn now_ms() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0)
-}
-
-fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(full(v.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    r
-}
-
-fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response<Body> {
-    json_response(
-        status,
-        serde_json::json!({"errorMessage": message, "errorType": error_type}),
-    )
 }
 
 impl Pool {
@@ -325,7 +307,11 @@ impl Pool {
             exited: Notify::new(),
         });
         for (w, l) in pool.workers.iter().zip(listeners) {
-            tokio::spawn(serve_runtime_api(pool.clone(), w.clone(), l));
+            tokio::spawn(crate::runtime_api::serve_runtime_api(
+                pool.clone(),
+                w.clone(),
+                l,
+            ));
             tokio::spawn(supervise(pool.clone(), w.clone()));
         }
         Ok(pool)
@@ -354,7 +340,7 @@ impl Pool {
             .clone()
     }
 
-    fn set_init_error(&self, e: String) {
+    pub(crate) fn set_init_error(&self, e: String) {
         *self
             .last_init_error
             .lock()
@@ -430,7 +416,7 @@ impl Pool {
         (result, timing)
     }
 
-    fn environment(&self, w: &Worker) -> Vec<(String, String)> {
+    pub(crate) fn environment(&self, w: &Worker) -> Vec<(String, String)> {
         let spec = &self.cfg.spec;
         let mut env: Vec<(String, String)> = Vec::new();
         // The template's literal values are defaults; the shim's own
@@ -621,358 +607,4 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
             (backoff * 2).min(Duration::from_secs(10))
         };
     }
-}
-
-/// Serves one worker's Runtime API.
-async fn serve_runtime_api(pool: Arc<Pool>, w: Arc<Worker>, listener: TcpListener) {
-    loop {
-        let (stream, _) = match listener.accept().await {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("runtime api accept failed", "error" => e.to_string());
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let (pool, w) = (pool.clone(), w.clone());
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let (pool, w) = (pool.clone(), w.clone());
-                async move { Ok::<_, std::convert::Infallible>(runtime_api(pool, w, req).await) }
-            });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
-    }
-}
-
-/// Decrements the poller count when a `/next` poll ends, however it ends.
-struct PollGuard<'a>(&'a Worker);
-
-impl Drop for PollGuard<'_> {
-    fn drop(&mut self) {
-        let mut st = self.0.lock();
-        st.pollers = st.pollers.saturating_sub(1);
-    }
-}
-
-async fn runtime_api(pool: Arc<Pool>, w: Arc<Worker>, req: Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path().to_string();
-    let Some(rest) = path.strip_prefix(API) else {
-        return runtime_error(
-            StatusCode::NOT_FOUND,
-            "InvalidPath",
-            "not a Runtime API path",
-        );
-    };
-    match (req.method().as_str(), rest) {
-        ("GET", "/invocation/next") => next(&pool, &w).await,
-        ("POST", "/init/error") => {
-            let body = read_limited(req.into_body(), PAYLOAD_LIMIT)
-                .await
-                .unwrap_or_default();
-            let msg = String::from_utf8_lossy(&body).into_owned();
-            error!("function init error", "function" => pool.name(), "worker" => w.index, "error" => msg);
-            pool.set_init_error(msg);
-            // Lambda discards an environment whose init failed.
-            w.kill.notify_one();
-            json_response(StatusCode::ACCEPTED, serde_json::json!({"status": "OK"}))
-        }
-        ("POST", r) if r.starts_with("/invocation/") => {
-            let tail = &r["/invocation/".len()..];
-            match tail.rsplit_once('/') {
-                Some((id, "response")) => response(&pool, &w, id.to_string(), req).await,
-                Some((id, "error")) => function_error(&w, id.to_string(), req).await,
-                _ => runtime_error(
-                    StatusCode::NOT_FOUND,
-                    "InvalidPath",
-                    "unknown invocation path",
-                ),
-            }
-        }
-        _ => runtime_error(
-            StatusCode::NOT_FOUND,
-            "InvalidPath",
-            "unknown Runtime API path",
-        ),
-    }
-}
-
-async fn next(pool: &Arc<Pool>, w: &Arc<Worker>) -> Response<Body> {
-    {
-        let mut st = w.lock();
-        st.pollers += 1;
-        if !st.polled {
-            st.polled = true;
-            st.ever_polled = true;
-            if let Some(t) = st.spawned_at {
-                let us = t.elapsed().as_micros() as u64;
-                pool.metrics.init_us.store(us, Ordering::Relaxed);
-                info!("worker ready", "function" => pool.name(), "worker" => w.index, "pid" => st.pid, "init_ms" => us as f64 / 1000.0);
-            }
-        }
-    }
-    if retire_if_bloated(pool, w) {
-        // Never answer `/next` with an error: the process is being
-        // stopped and replaced; this poll just waits for that.
-        std::future::pending::<()>().await;
-    }
-    let guard = PollGuard(w);
-    loop {
-        let inv = {
-            let mut rx = pool.queue_rx.lock().await;
-            rx.recv().await
-        };
-        let Some(mut inv) = inv else {
-            // The pool is gone: never answer /next with an error (runtimes
-            // exit or panic on one); wait to be stopped instead.
-            std::future::pending::<()>().await;
-            unreachable!()
-        };
-        pool.metrics.queued.fetch_sub(1, Ordering::Relaxed);
-        if inv.done.is_closed() {
-            continue; // its caller gave up while it waited
-        }
-        if retire_if_bloated(pool, w) {
-            // This process is (now) being replaced: the invocation goes
-            // back to the queue for another (run here only if it is full).
-            match pool.queue_tx.try_send(inv) {
-                Ok(()) => {
-                    pool.metrics.queued.fetch_add(1, Ordering::Relaxed);
-                    std::future::pending::<()>().await;
-                    unreachable!()
-                }
-                Err(e) => inv = e.into_inner(),
-            }
-        }
-        let delivered = Instant::now();
-        let deadline = delivered + pool.cfg.timeout;
-        let deadline_ms = now_ms() + pool.cfg.timeout.as_millis();
-        let started = inv.started.take();
-        w.lock()
-            .inflight
-            .insert(inv.id.clone(), Inflight { done: inv.done });
-        let handed = started
-            .map(|s| {
-                s.send(Started {
-                    worker: w.clone(),
-                    deadline,
-                    delivered,
-                })
-                .is_ok()
-            })
-            .unwrap_or(false);
-        if !handed {
-            w.lock().inflight.remove(&inv.id);
-            continue;
-        }
-        drop(guard);
-        let spec = &pool.cfg.spec;
-        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into());
-        let mut r = Response::new(full(inv.event));
-        let h = r.headers_mut();
-        let put = |h: &mut http::HeaderMap, k: &'static str, v: &str| {
-            if let Ok(v) = HeaderValue::from_str(v) {
-                h.insert(k, v);
-            }
-        };
-        put(h, "content-type", "application/json");
-        put(h, "lambda-runtime-aws-request-id", &inv.id);
-        put(h, "lambda-runtime-deadline-ms", &deadline_ms.to_string());
-        put(
-            h,
-            "lambda-runtime-invoked-function-arn",
-            &format!(
-                "arn:aws:lambda:{region}:{}:function:{}",
-                crate::event::ACCOUNT_ID,
-                spec.name
-            ),
-        );
-        // Only the caller's trace id, never an invented one: runtimes copy
-        // it into `_X_AMZN_TRACE_ID` with setenv(3), and glibc keeps every
-        // distinct value it was ever given, so a fresh id per invocation
-        // grew each worker by ~160 bytes per request (measured: +15 MB over
-        // 94k invocations of a no-op function) until the pod's memory limit.
-        if let Some(trace) = &inv.meta.trace_id {
-            put(h, "lambda-runtime-trace-id", trace);
-        }
-        if let Some(c) = &inv.meta.client_context {
-            put(h, "lambda-runtime-client-context", c);
-        }
-        if let Some(c) = &inv.meta.cognito_identity {
-            put(h, "lambda-runtime-cognito-identity", c);
-        }
-        return r;
-    }
-}
-
-/// Whether `w` is over the pool's memory bound with nothing in flight, in
-/// which case it is retired (stopped and replaced, as Lambda replaces an
-/// environment that outgrew its MemorySize) instead of getting more work: a
-/// function that leaks loses one process between invocations instead of a
-/// pod to the OOM killer mid-request. Looked at once a second at most.
-fn retire_if_bloated(pool: &Pool, w: &Worker) -> bool {
-    if pool.cfg.recycle_rss == 0 {
-        return false;
-    }
-    let mut st = w.lock();
-    if st.retiring {
-        return true;
-    }
-    if !st.inflight.is_empty()
-        || st
-            .rss_checked
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-    {
-        return false;
-    }
-    st.rss_checked = Some(Instant::now());
-    let Some((_, rss)) = crate::metrics::rss(st.pid) else {
-        return false;
-    };
-    if rss <= pool.cfg.recycle_rss {
-        return false;
-    }
-    st.retiring = true;
-    warn!("replacing a worker over its memory bound", "function" => pool.name(), "worker" => w.index,
-          "pid" => st.pid, "rss_mb" => rss / 1048576, "bound_mb" => pool.cfg.recycle_rss / 1048576);
-    pool.metrics.recycles.fetch_add(1, Ordering::Relaxed);
-    w.retire.notify_one();
-    true
-}
-
-/// Takes the in-flight record of `id`, or answers why there is none (a late
-/// answer to a timed-out invocation, or an unknown id).
-fn take_inflight(w: &Worker, id: &str) -> Result<Inflight, Box<Response<Body>>> {
-    let mut st = w.lock();
-    match st.inflight.remove(id) {
-        Some(f) => Ok(f),
-        None => {
-            let late = st.stuck.remove(id);
-            let msg = if late {
-                "invocation already timed out; its answer is refused"
-            } else {
-                "unknown invocation id"
-            };
-            Err(Box::new(runtime_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequestID",
-                msg,
-            )))
-        }
-    }
-}
-
-async fn response(
-    pool: &Arc<Pool>,
-    w: &Arc<Worker>,
-    id: String,
-    req: Request<Incoming>,
-) -> Response<Body> {
-    let streaming = req
-        .headers()
-        .get("lambda-runtime-function-response-mode")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.eq_ignore_ascii_case("streaming"))
-        .unwrap_or(false);
-    if streaming {
-        return stream_response(w, id, req).await;
-    }
-    let body = read_limited(req.into_body(), PAYLOAD_LIMIT).await;
-    let inflight = match take_inflight(w, &id) {
-        Ok(f) => f,
-        Err(resp) => return *resp,
-    };
-    match body {
-        Ok(b) => {
-            let _ = inflight.done.send(Outcome::Response(b));
-            json_response(StatusCode::ACCEPTED, serde_json::json!({"status": "OK"}))
-        }
-        Err(ReadError::TooLarge(rest)) => {
-            // The runtime client writes its whole answer before it reads.
-            linger(rest);
-            let _ = inflight.done.send(Outcome::TooLarge);
-            warn!("response over the payload limit", "function" => pool.name(), "requestId" => id);
-            runtime_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLarge",
-                &format!("response payload over {PAYLOAD_LIMIT} bytes"),
-            )
-        }
-        Err(ReadError::Broken) => {
-            let _ = inflight
-                .done
-                .send(Outcome::Crash("the response body broke off".into()));
-            runtime_error(
-                StatusCode::BAD_REQUEST,
-                "InvalidRequest",
-                "could not read the response body",
-            )
-        }
-    }
-}
-
-async fn stream_response(w: &Arc<Worker>, id: String, req: Request<Incoming>) -> Response<Body> {
-    let inflight = match take_inflight(w, &id) {
-        Ok(f) => f,
-        Err(resp) => return *resp,
-    };
-    let (tx, rx) = mpsc::channel(16);
-    let _ = inflight.done.send(Outcome::Stream(rx));
-    let mut body = req.into_body();
-    loop {
-        match body.frame().await {
-            None => break,
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    if tx.send(Ok(data.clone())).await.is_err() {
-                        break; // the caller went away; drain quietly
-                    }
-                } else if let Some(trailers) = frame.trailers_ref() {
-                    if let Some(t) = trailers.get("lambda-runtime-function-error-type") {
-                        let _ = tx
-                            .send(Err(format!(
-                                "function error mid-stream: {}",
-                                t.to_str().unwrap_or("?")
-                            )))
-                            .await;
-                    }
-                }
-            }
-            Some(Err(e)) => {
-                let _ = tx.send(Err(format!("stream broke: {e}"))).await;
-                break;
-            }
-        }
-    }
-    json_response(StatusCode::ACCEPTED, serde_json::json!({"status": "OK"}))
-}
-
-async fn function_error(w: &Arc<Worker>, id: String, req: Request<Incoming>) -> Response<Body> {
-    let header_type = req
-        .headers()
-        .get("lambda-runtime-function-error-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let body = read_limited(req.into_body(), PAYLOAD_LIMIT)
-        .await
-        .unwrap_or_default();
-    let inflight = match take_inflight(w, &id) {
-        Ok(f) => f,
-        Err(resp) => return *resp,
-    };
-    let error_type = header_type
-        .or_else(|| {
-            serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["errorType"].as_str().map(str::to_string))
-        })
-        .unwrap_or_else(|| "Unhandled".into());
-    let _ = inflight
-        .done
-        .send(Outcome::FunctionError { error_type, body });
-    json_response(StatusCode::ACCEPTED, serde_json::json!({"status": "OK"}))
 }

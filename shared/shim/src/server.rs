@@ -517,127 +517,70 @@ impl Front {
                 );
                 (r, Kind::FunctionError)
             }
-            Ok(Outcome::Crash(m)) => (
-                shim_error(StatusCode::BAD_GATEWAY, "crash", &m, &request_id),
-                Kind::Crash,
-            ),
-            Ok(Outcome::TooLarge) => (
-                shim_error(
-                    StatusCode::BAD_GATEWAY,
-                    "response_too_large",
-                    "the function's answer is over 6 MB",
-                    &request_id,
-                ),
-                Kind::BadResponse,
-            ),
-            Err(e) => self.invoke_error(e, &pool, &request_id),
+            Ok(other) => failed(other, &pool, &request_id, Detail::Shown),
+            Err(e) => invoke_error(e, &pool, &request_id),
         };
-        pool.metrics.record(kind, started.elapsed());
-        report(
-            pool.name(),
-            &request_id,
-            resp.status().as_u16(),
-            kind,
-            started,
-            &timing,
-        );
-        resp
+        settle(&pool, &request_id, resp, kind, started, &timing)
     }
 
-    fn invoke_error(
+    /// The route of a request, or the shim's 404/405 (its body lingered
+    /// on): the pool, the route key and the path parameters.
+    fn route(
         &self,
-        e: InvokeError,
-        pool: &Pool,
-        request_id: &str,
-    ) -> (Response<Body>, Kind) {
-        match e {
-            InvokeError::QueueFull => {
-                let mut r = shim_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
-                    "every worker is busy and the queue is full; retry shortly",
-                    request_id,
-                );
-                r.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                (r, Kind::Overload)
-            }
-            InvokeError::QueueTimeout => {
-                let mut r = shim_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "overloaded",
-                    "no worker became free in time; retry shortly",
-                    request_id,
-                );
-                r.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                (r, Kind::Overload)
-            }
-            InvokeError::Timeout => (
-                shim_error(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    "timeout",
-                    &format!(
-                        "the function did not answer within {} s",
-                        pool.cfg.timeout.as_secs_f64()
-                    ),
-                    request_id,
-                ),
-                Kind::Timeout,
-            ),
-            InvokeError::Draining => {
-                let mut r = shim_error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "draining",
-                    "this instance is shutting down; retry",
-                    request_id,
-                );
-                r.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-                (r, Kind::Overload)
-            }
-        }
-    }
-
-    async fn http_invoke(
-        self: &Arc<Self>,
         req: Request<Incoming>,
-        peer: SocketAddr,
-    ) -> Response<Body> {
-        let started = Instant::now();
-        let request_id = uuid::Uuid::new_v4().to_string();
+        request_id: &str,
+    ) -> Result<Routed, Box<Response<Body>>> {
         let method = req.method().as_str().to_string();
         let path = req.uri().path().to_string();
-        let (index, route_key, params) = match self.router.find(&method, &path) {
+        let found = match self.router.find(&method, &path) {
             Match::Found {
                 target,
                 route_key,
                 params,
-            } => (*target, route_key.to_string(), params),
+            } => Ok((self.pools[*target].clone(), route_key.to_string(), params)),
             Match::MethodNotAllowed(allowed) => {
-                linger_unless_empty(req);
                 let mut r = shim_error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
                     &format!("{method} is not allowed on {path}"),
-                    &request_id,
+                    request_id,
                 );
                 if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
                     r.headers_mut().insert("allow", v);
                 }
-                return r;
+                Err(r)
             }
-            Match::NotFound => {
-                linger_unless_empty(req);
-                return shim_error(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    &format!("no route for {method} {path}"),
-                    &request_id,
-                );
-            }
+            Match::NotFound => Err(shim_error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                &format!("no route for {method} {path}"),
+                request_id,
+            )),
         };
-        let pool = self.pools[index].clone();
+        match found {
+            Ok((pool, route_key, params)) => Ok(Routed {
+                pool,
+                route_key,
+                params,
+                req,
+            }),
+            Err(r) => {
+                linger_unless_empty(req);
+                Err(Box::new(r))
+            }
+        }
+    }
+
+    /// The API Gateway event for a routed request (its body read within
+    /// the payload limit), or the shim's 413/400.
+    async fn event(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        route_key: &str,
+        params: &Params,
+        request_id: &str,
+    ) -> Result<(Bytes, InvokeMeta), Box<Response<Body>>> {
         let declared = req
             .headers()
             .get(CONTENT_LENGTH)
@@ -653,13 +596,10 @@ impl Front {
             if !waits {
                 linger(req.into_body());
             }
-            return too_large(&request_id);
+            return Err(Box::new(too_large(request_id)));
         }
         let (parts, body) = req.into_parts();
-        let body = match read_body(body, &request_id).await {
-            Ok(b) => b,
-            Err(resp) => return *resp,
-        };
+        let body = read_body(body, request_id).await?;
         let xff = parts
             .headers
             .get("x-forwarded-for")
@@ -667,26 +607,26 @@ impl Front {
         let ip = source_ip(peer.ip(), xff, &self.trusted).to_string();
         let protocol = format!("{:?}", parts.version);
         let info = RequestInfo {
-            method: &method,
-            path: &path,
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
             query: parts.uri.query().unwrap_or(""),
             headers: &parts.headers,
             body: &body,
             source_ip: &ip,
-            route_key: &route_key,
-            path_params: &params,
-            request_id: &request_id,
+            route_key,
+            path_params: params,
+            request_id,
             time_epoch_ms: epoch_ms(),
             protocol: &protocol,
         };
         let event = Bytes::from(build_event(&info, self.payload));
         if event.len() > PAYLOAD_LIMIT {
-            return shim_error(
+            return Err(Box::new(shim_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 "the request is over 6 MB as an event",
-                &request_id,
-            );
+                request_id,
+            )));
         }
         let meta = InvokeMeta {
             trace_id: parts
@@ -696,85 +636,41 @@ impl Front {
                 .map(str::to_string),
             ..Default::default()
         };
-        drop(parts);
+        Ok((event, meta))
+    }
+
+    async fn http_invoke(
+        self: &Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let Routed {
+            pool,
+            route_key,
+            params,
+            req,
+        } = match self.route(req, &request_id) {
+            Ok(r) => r,
+            Err(resp) => return *resp,
+        };
+        let (event, meta) = match self
+            .event(req, peer, &route_key, &params, &request_id)
+            .await
+        {
+            Ok(e) => e,
+            Err(resp) => return *resp,
+        };
         let (result, timing) = pool.invoke(request_id.clone(), event, meta).await;
         let (mut resp, kind) = match result {
-            Ok(Outcome::Response(payload)) => match decode_answer(&payload) {
-                Ok(a) => {
-                    let mut r = Response::new(full(a.body));
-                    *r.status_mut() = a.status;
-                    *r.headers_mut() = a.headers;
-                    (r, Kind::Ok)
-                }
-                Err(e) => {
-                    error!("unusable function answer", "function" => pool.name(), "requestId" => request_id, "error" => e.0);
-                    (
-                        shim_error(
-                            StatusCode::BAD_GATEWAY,
-                            "bad_response",
-                            "the function's answer is not a valid HTTP response",
-                            &request_id,
-                        ),
-                        Kind::BadResponse,
-                    )
-                }
-            },
-            Ok(Outcome::Stream(rx)) => match stream_answer(rx).await {
-                Ok(r) => (r, Kind::Ok),
-                Err(e) => (
-                    shim_error(StatusCode::BAD_GATEWAY, "bad_response", &e, &request_id),
-                    Kind::BadResponse,
-                ),
-            },
-            Ok(Outcome::FunctionError { error_type, body }) => {
-                error!("function error", "function" => pool.name(), "requestId" => request_id, "errorType" => error_type,
-                       "error" => String::from_utf8_lossy(&body[..body.len().min(4096)]));
-                (
-                    shim_error(
-                        StatusCode::BAD_GATEWAY,
-                        "function_error",
-                        &format!("the function failed ({error_type})"),
-                        &request_id,
-                    ),
-                    Kind::FunctionError,
-                )
-            }
-            Ok(Outcome::Crash(m)) => {
-                error!("worker crashed during an invocation", "function" => pool.name(), "requestId" => request_id, "error" => m);
-                (
-                    shim_error(
-                        StatusCode::BAD_GATEWAY,
-                        "crash",
-                        "the function's process exited during this request",
-                        &request_id,
-                    ),
-                    Kind::Crash,
-                )
-            }
-            Ok(Outcome::TooLarge) => (
-                shim_error(
-                    StatusCode::BAD_GATEWAY,
-                    "response_too_large",
-                    "the function's answer is over 6 MB",
-                    &request_id,
-                ),
-                Kind::BadResponse,
-            ),
-            Err(e) => self.invoke_error(e, &pool, &request_id),
+            Ok(outcome) => http_answer(outcome, &pool, &request_id).await,
+            Err(e) => invoke_error(e, &pool, &request_id),
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);
         }
-        pool.metrics.record(kind, started.elapsed());
-        report(
-            pool.name(),
-            &request_id,
-            resp.status().as_u16(),
-            kind,
-            started,
-            &timing,
-        );
-        resp
+        settle(&pool, &request_id, resp, kind, started, &timing)
     }
 
     /// Serves until `shutdown` resolves, then drains: readiness fails at
@@ -829,6 +725,170 @@ impl Front {
         anchor.abort();
         info!("stopped", "drain_ms" => began.elapsed().as_millis() as u64);
     }
+}
+
+/// A route's path parameters.
+type Params = std::collections::BTreeMap<String, String>;
+
+/// A request matched to its function's route.
+struct Routed {
+    pool: Arc<Pool>,
+    route_key: String,
+    params: Params,
+    req: Request<Incoming>,
+}
+
+/// Whether a worker failure's own message is shown (the emulator path,
+/// for operators) or logged and replaced (a client's request).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Detail {
+    Shown,
+    Logged,
+}
+
+/// The answer to an outcome the function did not produce as an answer: its
+/// process died, or its answer was over the limit.
+fn failed(
+    outcome: Outcome,
+    pool: &Pool,
+    request_id: &str,
+    detail: Detail,
+) -> (Response<Body>, Kind) {
+    match outcome {
+        Outcome::Crash(m) => {
+            let message = if detail == Detail::Shown {
+                m
+            } else {
+                error!("worker crashed during an invocation", "function" => pool.name(), "requestId" => request_id, "error" => m);
+                "the function's process exited during this request".to_string()
+            };
+            (
+                shim_error(StatusCode::BAD_GATEWAY, "crash", &message, request_id),
+                Kind::Crash,
+            )
+        }
+        Outcome::TooLarge => (
+            shim_error(
+                StatusCode::BAD_GATEWAY,
+                "response_too_large",
+                "the function's answer is over 6 MB",
+                request_id,
+            ),
+            Kind::BadResponse,
+        ),
+        // Answers are mapped by the caller; nothing else reaches here.
+        Outcome::Response(_) | Outcome::Stream(_) | Outcome::FunctionError { .. } => (
+            shim_error(
+                StatusCode::BAD_GATEWAY,
+                "bad_response",
+                "unexpected outcome",
+                request_id,
+            ),
+            Kind::BadResponse,
+        ),
+    }
+}
+
+/// A function's outcome as the HTTP answer to a client.
+async fn http_answer(outcome: Outcome, pool: &Pool, request_id: &str) -> (Response<Body>, Kind) {
+    match outcome {
+        Outcome::Response(payload) => match decode_answer(&payload) {
+            Ok(a) => {
+                let mut r = Response::new(full(a.body));
+                *r.status_mut() = a.status;
+                *r.headers_mut() = a.headers;
+                (r, Kind::Ok)
+            }
+            Err(e) => {
+                error!("unusable function answer", "function" => pool.name(), "requestId" => request_id, "error" => e.0);
+                (
+                    shim_error(
+                        StatusCode::BAD_GATEWAY,
+                        "bad_response",
+                        "the function's answer is not a valid HTTP response",
+                        request_id,
+                    ),
+                    Kind::BadResponse,
+                )
+            }
+        },
+        Outcome::Stream(rx) => match stream_answer(rx).await {
+            Ok(r) => (r, Kind::Ok),
+            Err(e) => (
+                shim_error(StatusCode::BAD_GATEWAY, "bad_response", &e, request_id),
+                Kind::BadResponse,
+            ),
+        },
+        Outcome::FunctionError { error_type, body } => {
+            error!("function error", "function" => pool.name(), "requestId" => request_id, "errorType" => error_type,
+                   "error" => String::from_utf8_lossy(&body[..body.len().min(4096)]));
+            (
+                shim_error(
+                    StatusCode::BAD_GATEWAY,
+                    "function_error",
+                    &format!("the function failed ({error_type})"),
+                    request_id,
+                ),
+                Kind::FunctionError,
+            )
+        }
+        other => failed(other, pool, request_id, Detail::Logged),
+    }
+}
+
+/// Why an invocation got no outcome, as the shim's error (503 with
+/// `Retry-After` for what a retry fixes, 504 for a timeout).
+fn invoke_error(e: InvokeError, pool: &Pool, request_id: &str) -> (Response<Body>, Kind) {
+    let retry = |message: &str, kind: &str| {
+        let mut r = shim_error(StatusCode::SERVICE_UNAVAILABLE, kind, message, request_id);
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+        (r, Kind::Overload)
+    };
+    match e {
+        InvokeError::QueueFull => retry(
+            "every worker is busy and the queue is full; retry shortly",
+            "overloaded",
+        ),
+        InvokeError::QueueTimeout => {
+            retry("no worker became free in time; retry shortly", "overloaded")
+        }
+        InvokeError::Draining => retry("this instance is shutting down; retry", "draining"),
+        InvokeError::Timeout => (
+            shim_error(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                &format!(
+                    "the function did not answer within {} s",
+                    pool.cfg.timeout.as_secs_f64()
+                ),
+                request_id,
+            ),
+            Kind::Timeout,
+        ),
+    }
+}
+
+/// Records an answered invocation (metrics, the REPORT line) and hands the
+/// response on.
+fn settle(
+    pool: &Pool,
+    request_id: &str,
+    resp: Response<Body>,
+    kind: Kind,
+    started: Instant,
+    timing: &Timing,
+) -> Response<Body> {
+    pool.metrics.record(kind, started.elapsed());
+    report(
+        pool.name(),
+        request_id,
+        resp.status().as_u16(),
+        kind,
+        started,
+        timing,
+    );
+    resp
 }
 
 /// Accepts connections on one listener until aborted. Each connection is

@@ -7,10 +7,10 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use honeydue_shim::k3s::{self, Inputs};
-use honeydue_shim::template::Template;
 use honeydue_testkit::proc::{bin_dir, binary, free_addr, workspace_root, Proc};
 use honeydue_testkit::TestDb;
+use k3s_gen::{self as k3s, Inputs};
+use sam_template::Template;
 use serde_json::Value;
 
 fn root() -> std::path::PathBuf {
@@ -19,7 +19,11 @@ fn root() -> std::path::PathBuf {
 
 fn rendered() -> Vec<(String, String)> {
     let t = Template::load(&root().join("template.yaml")).unwrap();
-    let i = Inputs::load(&root().join("k3s/base/configmap.yaml")).unwrap();
+    let i = Inputs::load(
+        &root().join("k3s/base/configmap.yaml"),
+        &root().join("k3s/generator.yaml"),
+    )
+    .unwrap();
     k3s::render(&t, &i).unwrap()
 }
 

@@ -72,7 +72,7 @@ async fn a_household_from_sign_up_to_a_shared_board() {
     .await
     .unwrap();
     let addr = free_addr();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_shim"));
+    let mut cmd = std::process::Command::new(binary("shim"));
     cmd.current_dir(workspace_root())
         .args([
             "gateway",

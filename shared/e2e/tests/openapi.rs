@@ -1,10 +1,27 @@
-//! The OpenAPI document, template.yaml and the functions' routers agree.
+//! The OpenAPI document, template.yaml and the functions' routers agree,
+//! and the committed document (served by api-docs) is the one the route
+//! tables give: `make openapi` (UPDATE_OPENAPI=1) rewrites it.
 
 use std::collections::BTreeSet;
 
-use honeydue_shim::template::Template;
 use honeydue_testkit::proc::workspace_root;
 use honeydue_testkit::TestClient;
+use sam_template::Template;
+
+#[test]
+fn the_committed_openapi_document_is_current() {
+    let path = workspace_root().join(honeydue_e2e::OPENAPI_PATH);
+    let want = format!("{}\n", honeydue_e2e::document());
+    if std::env::var_os("UPDATE_OPENAPI").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "{} is out of date with the route tables: run `make openapi`",
+        path.display()
+    );
+}
 
 fn template_routes() -> BTreeSet<(String, String, String)> {
     let t = Template::load(&workspace_root().join("template.yaml")).unwrap();
@@ -19,7 +36,7 @@ fn template_routes() -> BTreeSet<(String, String, String)> {
 }
 
 fn code_routes() -> BTreeSet<(String, String, String)> {
-    api_docs::functions()
+    honeydue_e2e::functions()
         .into_iter()
         .flat_map(|(f, routes)| {
             routes

@@ -1,4 +1,4 @@
-//! `shim k3s`: the Kubernetes manifests derived from `template.yaml`, so
+//! `k3s-gen`: the Kubernetes manifests derived from `template.yaml`, so
 //! routes, schedules, timeouts and memory cannot drift from what SAM
 //! deploys. Writes `k3s/base/generated/` (one file per function and a
 //! kustomization); `--check` compares instead of writing (a test and
@@ -27,7 +27,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
-use crate::template::{FunctionSpec, Template};
+use sam_template::{FunctionSpec, Template};
 
 /// The port `shim pod` serves the function's routes on (its `--listen`
 /// default): the only port the Service exposes.
@@ -60,10 +60,6 @@ pub const LIVE_PATH: &str = "/_shim/live";
 pub const READY_PATH: &str = "/_shim/ready";
 /// Where the image keeps the function binaries and the template.
 pub const TASK_DIR: &str = "/var/task";
-/// The ConfigMap every function reads.
-pub const CONFIG_MAP: &str = "honeydue-config";
-/// The Secret holding the `NoEcho` parameters' values.
-pub const SECRET: &str = "honeydue-secrets";
 /// Memory a pod requests: the measured shim (4.6 MiB RSS) plus a function
 /// process (13.7 MiB peak for a cron function scanning 100k users, 57 MiB
 /// for the digest; BENCHMARKS.md), rounded up for a busy API worker.
@@ -73,15 +69,51 @@ pub const SHIM_MEMORY_MIB: u64 = 32;
 /// Size of `/tmp` (Lambda gives 512 MB; our functions write nothing there).
 pub const TMP_SIZE: &str = "64Mi";
 
+/// The product's names, from a small settings file (`k3s/generator.yaml`):
+/// what the generator would otherwise have to know about the product.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Settings {
+    /// `app.kubernetes.io/part-of` of every object, and the Ingress' name.
+    pub part_of: String,
+    /// The namespace of objects a component adds (HPAs).
+    pub namespace: String,
+    /// Prefix of the product's own labels (`<prefix>/trigger`,
+    /// `<prefix>/egress-s3`, `<prefix>/egress-smtp`).
+    pub label_prefix: String,
+    /// The ConfigMap every function reads (`envFrom`).
+    pub config_map: String,
+    /// The Secret holding the `NoEcho` parameters' values.
+    pub secret: String,
+    /// The image of a function; `{function}` is replaced by its name.
+    pub image: String,
+}
+
+impl Settings {
+    /// Reads the settings file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        serde_norway::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    fn label(&self, name: &str) -> String {
+        format!("{}/{name}", self.label_prefix)
+    }
+}
+
 /// Inputs besides the template.
 pub struct Inputs {
     /// Keys of the ConfigMap (`k3s/base/configmap.yaml`).
     pub config_keys: BTreeSet<String>,
+    /// The product's names.
+    pub settings: Settings,
 }
 
 impl Inputs {
-    /// Reads the ConfigMap's keys.
-    pub fn load(configmap: &Path) -> Result<Self, String> {
+    /// Reads the ConfigMap's keys and the settings.
+    pub fn load(configmap: &Path, settings: &Path) -> Result<Self, String> {
+        let settings = Settings::load(settings)?;
         let text = std::fs::read_to_string(configmap)
             .map_err(|e| format!("reading {}: {e}", configmap.display()))?;
         let doc: Value =
@@ -92,32 +124,35 @@ impl Inputs {
             .keys()
             .cloned()
             .collect();
-        Ok(Self { config_keys: keys })
+        Ok(Self {
+            config_keys: keys,
+            settings,
+        })
     }
 }
 
-fn labels(f: &FunctionSpec, trigger: Option<&str>) -> Value {
+fn labels(s: &Settings, f: &FunctionSpec, trigger: Option<&str>) -> Value {
     let mut l = json!({
         "app.kubernetes.io/name": f.name,
-        "app.kubernetes.io/part-of": "honeydue",
+        "app.kubernetes.io/part-of": s.part_of,
         "app.kubernetes.io/component": "function",
     });
     if let Some(t) = trigger {
-        l["honeydue.io/trigger"] = json!(t);
+        l[s.label("trigger")] = json!(t);
         if f.env.iter().any(|(k, _)| k == "S3_BUCKET")
             || f.env_params.iter().any(|(k, _, _)| k == "S3_BUCKET")
         {
-            l["honeydue.io/egress-s3"] = json!("true");
+            l[s.label("egress-s3")] = json!("true");
         }
         if f.env_params.iter().any(|(k, _, _)| k == "SMTP_HOST") {
-            l["honeydue.io/egress-smtp"] = json!("true");
+            l[s.label("egress-smtp")] = json!("true");
         }
     }
     l
 }
 
-fn selector(f: &FunctionSpec) -> Value {
-    json!({"app.kubernetes.io/name": f.name, "app.kubernetes.io/part-of": "honeydue"})
+fn selector(s: &Settings, f: &FunctionSpec) -> Value {
+    json!({"app.kubernetes.io/name": f.name, "app.kubernetes.io/part-of": s.part_of})
 }
 
 /// The container environment of `f`.
@@ -141,14 +176,14 @@ fn env(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Value>, St
         // condition (`!If`, the admin seed) is an optional Secret key.
         if !p.no_echo && *always {
             return Err(format!(
-                "{}: {var} (parameter {param}) is not in the ConfigMap {CONFIG_MAP}; add it to k3s/base/configmap.yaml",
-                f.name
+                "{}: {var} (parameter {param}) is not in the ConfigMap {}; add it there",
+                f.name, inputs.settings.config_map
             ));
         }
         let optional = p.has_default || !always;
         out.insert(
             var.clone(),
-            json!({"name": var, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": var, "optional": optional}}}),
+            json!({"name": var, "valueFrom": {"secretKeyRef": {"name": inputs.settings.secret, "key": var, "optional": optional}}}),
         );
     }
     // On k3s no IAM role supplies S3 credentials: the Secret does.
@@ -156,7 +191,7 @@ fn env(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Value>, St
         for k in ["S3_ACCESS_KEY_ID", "S3_SECRET_ACCESS_KEY"] {
             out.insert(
                 k.into(),
-                json!({"name": k, "valueFrom": {"secretKeyRef": {"name": SECRET, "key": k, "optional": false}}}),
+                json!({"name": k, "valueFrom": {"secretKeyRef": {"name": inputs.settings.secret, "key": k, "optional": false}}}),
             );
         }
     }
@@ -171,10 +206,10 @@ fn container(
 ) -> Result<Value, String> {
     Ok(json!({
         "name": "function",
-        "image": format!("honeydue/{}:dev", f.name),
+        "image": inputs.settings.image.replace("{function}", &f.name),
         "imagePullPolicy": "IfNotPresent",
         "args": args,
-        "envFrom": [{"configMapRef": {"name": CONFIG_MAP}}],
+        "envFrom": [{"configMapRef": {"name": inputs.settings.config_map}}],
         "env": env(t, f, inputs)?,
         "securityContext": {
             "allowPrivilegeEscalation": false,
@@ -222,11 +257,11 @@ fn annotations() -> Value {
     })
 }
 
-fn service_account(f: &FunctionSpec) -> Value {
+fn service_account(s: &Settings, f: &FunctionSpec) -> Value {
     json!({
         "apiVersion": "v1",
         "kind": "ServiceAccount",
-        "metadata": {"name": f.name, "labels": labels(f, None)},
+        "metadata": {"name": f.name, "labels": labels(s, f, None)},
         "automountServiceAccountToken": false,
     })
 }
@@ -259,11 +294,11 @@ fn http_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Valu
         "maxSkew": 1,
         "topologyKey": "kubernetes.io/hostname",
         "whenUnsatisfiable": "ScheduleAnyway",
-        "labelSelector": {"matchLabels": selector(f)},
+        "labelSelector": {"matchLabels": selector(&inputs.settings, f)},
     }]);
-    let l = labels(f, Some("http"));
+    let l = labels(&inputs.settings, f, Some("http"));
     Ok(vec![
-        service_account(f),
+        service_account(&inputs.settings, f),
         json!({
             "apiVersion": "apps/v1",
             "kind": "Deployment",
@@ -272,7 +307,7 @@ fn http_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Valu
             // count; a value here would reset it on every apply.
             "spec": {
                 "revisionHistoryLimit": 5,
-                "selector": {"matchLabels": selector(f)},
+                "selector": {"matchLabels": selector(&inputs.settings, f)},
                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
                 "template": {"metadata": {"labels": l}, "spec": pod},
             },
@@ -280,28 +315,28 @@ fn http_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Valu
         json!({
             "apiVersion": "v1",
             "kind": "Service",
-            "metadata": {"name": f.name, "labels": labels(f, None)},
+            "metadata": {"name": f.name, "labels": labels(&inputs.settings, f, None)},
             "spec": {
-                "selector": selector(f),
+                "selector": selector(&inputs.settings, f),
                 "ports": [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}],
             },
         }),
         json!({
             "apiVersion": "policy/v1",
             "kind": "PodDisruptionBudget",
-            "metadata": {"name": f.name, "labels": labels(f, None)},
-            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(f)}},
+            "metadata": {"name": f.name, "labels": labels(&inputs.settings, f, None)},
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(&inputs.settings, f)}},
         }),
     ])
 }
 
 /// An HPA per HTTP function (the optional `hpa` component).
-fn hpa(f: &FunctionSpec) -> Value {
+fn hpa(s: &Settings, f: &FunctionSpec) -> Value {
     json!({
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         // A component is applied after the base's namespace transform.
-        "metadata": {"name": f.name, "namespace": "honeydue", "labels": labels(f, None)},
+        "metadata": {"name": f.name, "namespace": s.namespace, "labels": labels(s, f, None)},
         "spec": {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": f.name},
             "minReplicas": 2,
@@ -384,7 +419,7 @@ pub fn cron_of(expr: &str) -> Result<String, String> {
 }
 
 fn cron_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Value>, String> {
-    let mut docs = vec![service_account(f)];
+    let mut docs = vec![service_account(&inputs.settings, f)];
     for s in &f.schedules {
         let schedule = cron_of(&s.expression)?;
         let every_minute = schedule.starts_with("*/1 ") || schedule == "* * * * *";
@@ -394,7 +429,7 @@ fn cron_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Valu
             inputs,
             vec!["invoke", "--function", &f.name, "--scheduled"],
         )?;
-        let l = labels(f, Some("schedule"));
+        let l = labels(&inputs.settings, f, Some("schedule"));
         let name = if f.schedules.len() == 1 {
             f.name.clone()
         } else {
@@ -438,9 +473,9 @@ fn job_docs(t: &Template, f: &FunctionSpec, inputs: &Inputs) -> Result<Vec<Value
         inputs,
         vec!["invoke", "--function", &f.name, "--scheduled"],
     )?;
-    let l = labels(f, Some("job"));
+    let l = labels(&inputs.settings, f, Some("job"));
     Ok(vec![
-        service_account(f),
+        service_account(&inputs.settings, f),
         json!({
             "apiVersion": "batch/v1",
             "kind": "Job",
@@ -539,7 +574,7 @@ pub fn ingress_paths(t: &Template) -> Result<BTreeMap<String, String>, String> {
     Ok(paths)
 }
 
-fn ingress(t: &Template) -> Result<Value, String> {
+fn ingress(s: &Settings, t: &Template) -> Result<Value, String> {
     let paths: Vec<Value> = ingress_paths(t)?
         .into_iter()
         .map(|(p, f)| {
@@ -549,14 +584,15 @@ fn ingress(t: &Template) -> Result<Value, String> {
     Ok(json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
-        "metadata": {"name": "honeydue", "labels": {"app.kubernetes.io/part-of": "honeydue"}},
+        "metadata": {"name": s.part_of, "labels": {"app.kubernetes.io/part-of": s.part_of}},
         "spec": {"ingressClassName": "traefik", "rules": [{"http": {"paths": paths}}]},
     }))
 }
 
 fn yaml_docs(docs: &[Value]) -> String {
-    let mut out =
-        String::from("# Generated by `shim k3s` from template.yaml: do not edit (make k3s).\n");
+    let mut out = String::from(
+        "# Generated by k3s-gen from template.yaml and k3s/generator.yaml: do not edit (make k3s).\n",
+    );
     for d in docs {
         out.push_str("---\n");
         out.push_str(&serde_norway::to_string(d).expect("YAML"));
@@ -571,7 +607,7 @@ pub fn render(t: &Template, inputs: &Inputs) -> Result<Vec<(String, String)>, St
     let mut hpas = Vec::new();
     for f in &t.functions {
         let docs = if !f.routes.is_empty() {
-            hpas.push(hpa(f));
+            hpas.push(hpa(&inputs.settings, f));
             http_docs(t, f, inputs)?
         } else if !f.schedules.is_empty() {
             cron_docs(t, f, inputs)?
@@ -584,7 +620,7 @@ pub fn render(t: &Template, inputs: &Inputs) -> Result<Vec<(String, String)>, St
     }
     files.push((
         "base/generated/ingress.yaml".into(),
-        yaml_docs(&[ingress(t)?]),
+        yaml_docs(&[ingress(&inputs.settings, t)?]),
     ));
     resources.push("ingress.yaml".into());
     let k = json!({"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization", "resources": resources});
@@ -695,6 +731,14 @@ Resources:
         );
         let mut inputs = Inputs {
             config_keys: BTreeSet::new(),
+            settings: Settings {
+                part_of: "acme".into(),
+                namespace: "acme".into(),
+                label_prefix: "acme.example".into(),
+                config_map: "acme-config".into(),
+                secret: "acme-secrets".into(),
+                image: "acme/{function}:dev".into(),
+            },
         };
         let err = render(&t, &inputs).unwrap_err();
         assert!(
@@ -709,6 +753,9 @@ Resources:
             .unwrap()
             .1;
         assert!(a.contains("secretKeyRef"), "{a}");
+        assert!(a.contains("name: acme-secrets"), "{a}");
+        assert!(a.contains("image: acme/a:dev"), "{a}");
+        assert!(a.contains("app.kubernetes.io/part-of: acme"), "{a}");
         assert!(a.contains("key: DATABASE_URL"));
         assert!(a.contains("optional: false"));
     }

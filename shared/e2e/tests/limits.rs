@@ -1,5 +1,6 @@
 //! Plans and limits, seen through the subscription function and enforced by
-//! the functions that create things.
+//! the functions that create things (several functions at once: an
+//! end-to-end test, so that no function's tests link the others).
 
 use honeydue_http::{Config, State};
 use honeydue_testkit::fixtures::{add_member, residence, user};
