@@ -38,7 +38,9 @@ def free_port():
 def main():
     t0 = time.time()
     if psql("SELECT count(*) FROM tasks").strip() != "1000000":
-        psql("TRUNCATE tasks, residence_members, residences RESTART IDENTITY CASCADE")
+        # Not TRUNCATE ... CASCADE: users reference uploads (avatars), which
+        # reference residences, so a cascade would empty users too.
+        psql("DELETE FROM tasks; DELETE FROM residence_members; DELETE FROM residences")
         psql("INSERT INTO residences (owner_id, name) SELECT u.id, 'Home ' || g FROM users u, generate_series(1, 5) g")
         psql("INSERT INTO residence_members (residence_id, user_id, role) SELECT id, owner_id, 'owner' FROM residences")
         psql("INSERT INTO tasks (residence_id, title, frequency_id, due_date, next_due_date, in_progress, is_cancelled) "
