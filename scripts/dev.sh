@@ -67,4 +67,4 @@ dispatcher=$!
     sleep 60
   done ) &
 trap 'kill $dispatcher $! 2>/dev/null' EXIT
-"${CARGO_TARGET_DIR:-target}"/debug/shim gateway --listen "127.0.0.1:$PORT" --drain-delay 0
+"${CARGO_TARGET_DIR:-target}"/debug/shim gateway --listen "127.0.0.1:$PORT" --drain-delay 0 --concurrency 8

@@ -8,7 +8,8 @@
 #    policies select on, Service selectors, Ingress backends, image tags)
 # 4. checkov (framework kubernetes) on the rendered manifests
 # 5. hadolint on the Dockerfile
-# 6. sam validate --lint and cfn-lint on template.yaml
+# 6. sam validate --lint, cfn-lint and the SAM transform (aws-sam-translator)
+#    on template.yaml
 # Tools come from PyPI through scripts/pytools.sh. Rendered manifests are
 # left in .local/k3s-check/ for a look. Exits non-zero if any check fails.
 set -uo pipefail
@@ -284,6 +285,9 @@ check "hadolint Dockerfile" hadolint Dockerfile
 # Neither needs AWS credentials or a region (checked offline).
 check "sam validate --lint" env SAM_CLI_TELEMETRY=0 sam validate --lint --template template.yaml
 check "cfn-lint template.yaml" cfn-lint template.yaml
+# The SAM transform itself, offline, and what the transformed stack holds.
+check "sam transform" env AWS_DEFAULT_REGION=us-east-1 AWS_ACCESS_KEY_ID=offline AWS_SECRET_ACCESS_KEY=offline \
+  "$ROOT/.local/tools/sam/bin/python" scripts/sam_translate.py template.yaml
 
 if [ ${#failed[@]} -gt 0 ]; then
   echo "k3s-check: FAILED: ${failed[*]}"
