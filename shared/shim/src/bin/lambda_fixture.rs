@@ -117,6 +117,10 @@ async fn handle(req: Request) -> Result<Response<Body>, Error> {
             unreachable!()
         }
         ["fail"] => Err("the fixture failed on purpose".into()),
+        // A bug in one request: with panic = "unwind" (the workspace's
+        // release profile too) the runtime turns it into this invocation's
+        // error and the process goes on serving the others.
+        ["panic"] => panic!("the fixture panicked on purpose"),
         ["big", n] => {
             let n: usize = n.parse().unwrap_or(0);
             Ok(Response::builder()
