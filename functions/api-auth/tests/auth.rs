@@ -42,6 +42,20 @@ impl TestApp {
         )
     }
 
+    /// Signs in; the token.
+    async fn login(&self, email: &str, password: &str) -> String {
+        let r = self
+            .client
+            .post(
+                "/api/auth/login/",
+                json!({"email": email, "password": password}),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.json()["token"].as_str().unwrap().to_string()
+    }
+
     /// The code in the newest outbox email of `kind` to `email`.
     async fn code_from_outbox(&self, email: &str, kind: &str) -> String {
         let body: String = sqlx::query_scalar(
@@ -777,24 +791,8 @@ async fn token_lookups_are_cached_and_evicted_on_logout_and_password_change() {
     );
 
     // A password change evicts every session of the user.
-    let r = t
-        .client
-        .post(
-            "/api/auth/login/",
-            json!({"email": "lee@example.com", "password": "lee-password"}),
-            None,
-        )
-        .await;
-    let second = r.json()["token"].as_str().unwrap().to_string();
-    let r = t
-        .client
-        .post(
-            "/api/auth/login/",
-            json!({"email": "lee@example.com", "password": "lee-password"}),
-            None,
-        )
-        .await;
-    let third = r.json()["token"].as_str().unwrap().to_string();
+    let second = t.login("lee@example.com", "lee-password").await;
+    let third = t.login("lee@example.com", "lee-password").await;
     assert_eq!(
         t.client.get("/api/auth/me/", Some(&second)).await.status,
         200
@@ -1109,15 +1107,7 @@ async fn a_reset_or_change_ends_every_credential_and_tells_the_user() {
     assert!(told.contains("calendar feed"), "{told}");
 
     // The same for a change of password while signed in.
-    let r = t
-        .client
-        .post(
-            "/api/auth/login/",
-            json!({"email": "ann@example.com", "password": "second-password"}),
-            None,
-        )
-        .await;
-    let token = r.json()["token"].as_str().unwrap().to_string();
+    let token = t.login("ann@example.com", "second-password").await;
     give_credentials(&t, id).await;
     let r = t
         .client
@@ -1144,15 +1134,7 @@ async fn a_reset_or_change_ends_every_credential_and_tells_the_user() {
 async fn tokens_end_after_thirty_days_unused_and_slide_with_use() {
     let t = spawn().await;
     let (idle, id) = t.register("ann@example.com", "first-password").await;
-    let r = t
-        .client
-        .post(
-            "/api/auth/login/",
-            json!({"email": "ann@example.com", "password": "first-password"}),
-            None,
-        )
-        .await;
-    let used = r.json()["token"].as_str().unwrap().to_string();
+    let used = t.login("ann@example.com", "first-password").await;
     // Both issued 40 days ago (within their 365-day lifetime); `used` was
     // last used 29 days ago, `idle` 31 days ago.
     sqlx::query(
@@ -1243,15 +1225,7 @@ async fn deleting_an_owner_hands_shared_homes_to_the_longest_standing_member() {
     .fetch_one(pool)
     .await
     .unwrap();
-    let r = t
-        .client
-        .post(
-            "/api/auth/login/",
-            json!({"email": "owner@example.com", "password": "owner-password"}),
-            None,
-        )
-        .await;
-    let token = r.json()["token"].as_str().unwrap().to_string();
+    let token = t.login("owner@example.com", "owner-password").await;
     let r = t
         .client
         .send(

@@ -297,15 +297,17 @@ async fn deliver(
         }
         // Emails that carried a one-time code keep no trace of it once they
         // are done with (sent or given up).
-        sqlx::query!(
-            "UPDATE email_outbox SET subject = $2, body_text = $2, body_html = NULL
+        if !claimed_ids.is_empty() {
+            sqlx::query!(
+                "UPDATE email_outbox SET subject = $2, body_text = $2, body_html = NULL
               WHERE id = ANY($1) AND status <> 'pending' AND kind = ANY($3)",
-            &claimed_ids,
-            crate::REDACTED,
-            crate::CODE_KINDS as &[&str]
-        )
-        .execute(&mut *tx)
-        .await?;
+                &claimed_ids,
+                crate::REDACTED,
+                crate::CODE_KINDS as &[&str]
+            )
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         if claimed < policy.batch || started.elapsed() > policy.budget {
             break;

@@ -166,28 +166,21 @@ pub struct ErrorsArgs {
 }
 
 fn errors(a: ErrorsArgs) -> i32 {
-    let rt = runtime(1);
-    rt.block_on(async move {
-        let bind = |addr: SocketAddr| async move {
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| format!("cannot listen on {addr}: {e}"))
-        };
-        let (listener, admin) = match (bind(a.listen).await, bind(a.admin_listen).await) {
-            (Ok(l), Ok(m)) => (l, m),
-            (Err(e), _) | (_, Err(e)) => return usage(&e),
-        };
-        let ops = Ops {
+    let listen = Listen {
+        public: a.listen,
+        admin: Some(a.admin_listen),
+        ops: Ops {
             on_public_port: false,
             invoke_api: false,
             error_pages: true,
-        };
-        let front = Arc::new(Front::new(Vec::new(), PayloadFormat::V2, Vec::new(), ops));
-        info!("serving error pages", "addr" => a.listen.to_string(), "admin" => a.admin_listen.to_string());
-        let delay = Duration::from_secs_f64(a.drain_delay.max(0.0));
-        front.serve(listener, Some(admin), shutdown_signal(), delay).await;
-        exit::OK
-    })
+        },
+    };
+    let run = Run {
+        threads: 1,
+        payload: PayloadFormat::V2,
+        drain_delay: a.drain_delay,
+    };
+    serve(Vec::new(), listen, run, Vec::new())
 }
 
 /// `shim invoke`.
@@ -376,7 +369,7 @@ pub fn run(cli: Cli) -> i32 {
                 admin: Some(a.admin_listen),
                 ops,
             };
-            serve(vec![cfg], listen, &a.common, &a.serve, trusted)
+            serve(vec![cfg], listen, Run::of(&a.common, &a.serve), trusted)
         }
         Mode::Gateway(a) => {
             let template = match Template::load(&a.common.template) {
@@ -410,7 +403,7 @@ pub fn run(cli: Cli) -> i32 {
                     error_pages: false,
                 },
             };
-            serve(cfgs, listen, &a.common, &a.serve, trusted)
+            serve(cfgs, listen, Run::of(&a.common, &a.serve), trusted)
         }
         Mode::Invoke(a) => invoke(a),
         Mode::Errors(a) => errors(a),
@@ -424,16 +417,28 @@ struct Listen {
     ops: Ops,
 }
 
-fn serve(
-    cfgs: Vec<PoolConfig>,
-    listen: Listen,
-    common: &Common,
-    s: &Serve,
-    trusted: Vec<Cidr>,
-) -> i32 {
-    let rt = runtime(common.threads);
-    let payload = s.payload;
-    let drain_delay = Duration::from_secs_f64(s.drain_delay.max(0.0));
+/// How a serving mode runs: the shim's threads, the event shape, the drain.
+struct Run {
+    threads: usize,
+    payload: PayloadFormat,
+    drain_delay: f64,
+}
+
+impl Run {
+    fn of(common: &Common, s: &Serve) -> Self {
+        Self {
+            threads: common.threads,
+            payload: s.payload,
+            drain_delay: s.drain_delay,
+        }
+    }
+}
+
+/// Serves `cfgs` (none: error pages only) on the listeners until SIGTERM.
+fn serve(cfgs: Vec<PoolConfig>, listen: Listen, run: Run, trusted: Vec<Cidr>) -> i32 {
+    let rt = runtime(run.threads);
+    let payload = run.payload;
+    let drain_delay = Duration::from_secs_f64(run.drain_delay.max(0.0));
     rt.block_on(async move {
         let listener = match tokio::net::TcpListener::bind(listen.public).await {
             Ok(l) => l,

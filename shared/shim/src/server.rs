@@ -1021,6 +1021,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn error_pages_have_the_json_shape() {
+        let page = |path: &str| error_page(&http::Method::GET, path);
+        for (path, status, code, retry) in [
+            ("/_edge/413", 413, "payload_too_large", None),
+            ("/_edge/429", 429, "rate_limited", Some("1")),
+            ("/_edge/502", 502, "bad_gateway", None),
+            ("/_edge/503", 503, "unavailable", Some("1")),
+            ("/_edge/504", 504, "timeout", None),
+            ("/_edge/404", 404, "not_found", None),
+            ("/anything/else", 404, "not_found", None),
+            ("/_edge/200", 404, "not_found", None),
+        ] {
+            let r = page(path);
+            assert_eq!(r.status().as_u16(), status, "{path}");
+            assert_eq!(r.headers()[CONTENT_TYPE], "application/json", "{path}");
+            assert_eq!(
+                r.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()),
+                retry,
+                "{path}"
+            );
+            let body = futures_body(r);
+            let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(doc["error"]["code"], code, "{path}");
+            assert_eq!(doc["error"]["source"], "edge", "{path}");
+            assert!(doc["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty()));
+        }
+    }
+
+    fn futures_body(r: Response<Body>) -> Bytes {
+        use http_body_util::BodyExt;
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(r.into_body().collect())
+            .unwrap()
+            .to_bytes()
+    }
+
+    #[test]
     fn forwarded_for_is_believed_only_from_trusted_peers() {
         let t = default_trusted();
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
