@@ -20,6 +20,7 @@ watch: ## the functions under cargo lambda watch on 127.0.0.1:9000 (rebuild on c
 test: ## fmt, clippy, every test (real Postgres, Redis, S3, SMTP), manifest and template checks, the edge behind Traefik, the image build steps
 	@$(WITH_ENV) && \
 	  eval "$$(scripts/pytools.sh awslambdaric moto aiosmtpd)" && export HONEYDUE_PYTHON=$$PWD/.local/venv/bin/python && \
+	  eval "$$(scripts/nodetools.sh)" && \
 	  scripts/prune-test-dbs.sh && \
 	  cargo fmt --all --check && \
 	  cargo clippy --workspace --all-targets --quiet -- -D warnings && \

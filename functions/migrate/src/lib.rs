@@ -9,7 +9,10 @@ use honeydue_core::{Env, Secret};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
+use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection};
+
+pub mod custom_resource;
 
 /// An account to seed when absent.
 #[derive(Debug, Clone)]
@@ -130,7 +133,17 @@ impl Function for Migrate {
             };
         }
         let cfg = &cfg;
-        lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+        lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
+            // The stack's Custom::Migrations resource (sam deploy).
+            if let Some(req) = custom_resource::Request::from_event(&ev.payload) {
+                let req = req?;
+                let doc = custom_resource::answer(cfg, &req).await;
+                custom_resource::send(&req.response_url, &doc)
+                    .await
+                    .map_err(|e| format!("{e:#}"))?;
+                tracing::info!(status = %doc["Status"], request = req.request_type, "answered CloudFormation");
+                return Ok::<_, lambda_runtime::Error>(doc);
+            }
             let outcome = run(cfg).await.map_err(|e| format!("{e:#}"))?;
             tracing::info!(?outcome, "migrations applied");
             Ok::<_, lambda_runtime::Error>(serde_json::to_value(outcome)?)
@@ -154,6 +167,17 @@ pub struct Outcome {
 
 /// Applies migrations and seeds; returns what changed.
 pub async fn run(cfg: &Config) -> anyhow::Result<Outcome> {
+    run_with(cfg, &honeydue_core::db::MIGRATOR).await
+}
+
+/// [`run`], leaving alone migrations newer than this binary (the Update a
+/// CloudFormation rollback sends, with the older code, after a newer
+/// release migrated).
+pub async fn run_tolerating_newer(cfg: &Config) -> anyhow::Result<Outcome> {
+    run_with(cfg, &honeydue_core::db::migrator_tolerating_newer()).await
+}
+
+async fn run_with(cfg: &Config, migrator: &Migrator) -> anyhow::Result<Outcome> {
     let mut conn = PgConnection::connect(cfg.db.url.expose())
         .await
         .context("connecting to DATABASE_URL")?;
@@ -164,7 +188,7 @@ pub async fn run(cfg: &Config) -> anyhow::Result<Outcome> {
         .await
         .context("taking the migrate lock")?;
     let before = applied_versions(&mut conn).await?;
-    honeydue_core::db::MIGRATOR
+    migrator
         .run(&mut conn)
         .await
         .context("applying migrations")?;

@@ -86,3 +86,239 @@ fn missing_configuration_is_named() {
     assert!(err.contains("DATABASE_URL is not set"), "{err}");
     assert!(err.contains("ADMIN_PASSWORD is not set"), "{err}");
 }
+
+// ---- the stack's Custom::Migrations resource (sam deploy) -----------------
+
+/// A stand-in for CloudFormation's pre-signed ResponseURL: takes PUTs and
+/// keeps their bodies.
+struct ResponseUrl {
+    addr: std::net::SocketAddr,
+    got: std::sync::mpsc::Receiver<(String, serde_json::Value)>,
+}
+
+impl ResponseUrl {
+    fn start() -> Self {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut len = 0;
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    if h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; len];
+                reader.read_exact(&mut body).unwrap();
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                let doc = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+                let _ = tx.send((line.trim().to_string(), doc));
+            }
+        });
+        Self { addr, got }
+    }
+
+    fn next(&self) -> (String, serde_json::Value) {
+        self.got
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("an answer PUT to the ResponseURL")
+    }
+}
+
+/// AWS's sample custom-resource request (as `sam local generate-event
+/// cloudformation create-request` writes it), pointed at `url`.
+fn cfn_event(request_type: &str, url: &str) -> String {
+    let mut e = serde_json::json!({
+        "RequestType": request_type,
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/honeydue/5b91a1e0-0000-11f0-0000-0a1b2c3d4e5f",
+        "RequestId": format!("unique-id-for-{}", request_type.to_lowercase()),
+        "ResourceType": "Custom::Migrations",
+        "LogicalResourceId": "SchemaMigrations",
+        "ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:honeydue-migrate",
+        "ResourceProperties": {"ServiceToken": "arn:aws:lambda:us-east-1:123456789012:function:honeydue-migrate", "CodeVersion": "1"}
+    });
+    if request_type != "Create" {
+        e["PhysicalResourceId"] = "honeydue-schema".into();
+    }
+    e.to_string()
+}
+
+/// `shim invoke` of the shipped migrate binary, from the real template.
+fn invoke_migrate(event: &str, database_url: &str) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!("migrate-cfn-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ev = dir.join(format!("{}.json", event.len()));
+    std::fs::write(&ev, event).unwrap();
+    let root = honeydue_testkit::proc::workspace_root();
+    Command::new(honeydue_testkit::proc::binary("shim"))
+        .args(["invoke", "--function", "migrate", "--event"])
+        .arg(&ev)
+        .arg("--template")
+        .arg(root.join("template.yaml"))
+        .arg("--bin-dir")
+        .arg(honeydue_testkit::proc::bin_dir())
+        .env("DATABASE_URL", database_url)
+        .env("AWS_LAMBDA_LOG_LEVEL", "warn")
+        .env_remove("ADMIN_EMAIL")
+        .env_remove("ADMIN_PASSWORD")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_custom_resource_migrates_on_create_and_update_and_keeps_data_on_delete() {
+    let db = TestDb::empty().await;
+    let cfn = ResponseUrl::start();
+    let url = format!(
+        "http://{}/cloudformation-custom-resource-response?X-Amz-Signature=abc",
+        cfn.addr
+    );
+    let expected = honeydue_core::db::MIGRATOR.iter().count();
+
+    let out = invoke_migrate(&cfn_event("Create", &url), &db.url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (line, doc) = cfn.next();
+    assert!(
+        line.starts_with("PUT /cloudformation-custom-resource-response?X-Amz-Signature=abc "),
+        "{line}"
+    );
+    assert_eq!(doc["Status"], "SUCCESS", "{doc}");
+    assert_eq!(doc["RequestId"], "unique-id-for-create");
+    assert_eq!(doc["LogicalResourceId"], "SchemaMigrations");
+    assert!(doc["StackId"]
+        .as_str()
+        .unwrap()
+        .contains(":stack/honeydue/"));
+    assert_eq!(doc["PhysicalResourceId"], "honeydue-schema");
+    assert_eq!(doc["Data"]["Applied"], expected.to_string());
+    honeydue_core::db::check_schema(&db.pool).await.unwrap();
+
+    // Update (every deploy with new code): idempotent.
+    let out = invoke_migrate(&cfn_event("Update", &url), &db.url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, doc) = cfn.next();
+    assert_eq!(doc["Status"], "SUCCESS", "{doc}");
+    assert_eq!(doc["Data"]["Applied"], "0");
+    assert_eq!(doc["PhysicalResourceId"], "honeydue-schema");
+
+    // A schema newer than the binary (the Update of a rollback) is left alone.
+    sqlx::query(
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+         VALUES (29991231000000, 'from a newer release', true, '\\x00', 1)",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let out = invoke_migrate(&cfn_event("Update", &url), &db.url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, doc) = cfn.next();
+    assert_eq!(doc["Status"], "SUCCESS", "a rollback must not fail: {doc}");
+
+    // Delete keeps the schema and the data.
+    sqlx::query("INSERT INTO users (email, password_hash) VALUES ('kept@example.com', 'x')")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let out = invoke_migrate(&cfn_event("Delete", &url), &db.url);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, doc) = cfn.next();
+    assert_eq!(doc["Status"], "SUCCESS", "{doc}");
+    let kept: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM users WHERE email = 'kept@example.com'")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(kept, 1);
+}
+
+#[tokio::test]
+async fn a_failed_migration_is_reported_to_cloudformation_so_the_deploy_rolls_back() {
+    let cfn = ResponseUrl::start();
+    let url = format!("http://{}/response", cfn.addr);
+    // A database that is not there.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let out = invoke_migrate(
+        &cfn_event("Create", &url),
+        &format!("postgres://postgres@127.0.0.1:{dead}/nowhere"),
+    );
+    // The function itself succeeds (CloudFormation has its answer; a
+    // function error would only make Lambda retry the event).
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, doc) = cfn.next();
+    assert_eq!(doc["Status"], "FAILED", "{doc}");
+    assert!(
+        doc["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("connecting to DATABASE_URL"),
+        "{doc}"
+    );
+    assert_eq!(doc["PhysicalResourceId"], "honeydue-schema");
+
+    // An unknown request type is a failure too, never a silent success.
+    let out = invoke_migrate(
+        &cfn_event("Replace", &url),
+        "postgres://postgres@127.0.0.1:1/x",
+    );
+    assert!(out.status.success());
+    let (_, doc) = cfn.next();
+    assert_eq!(doc["Status"], "FAILED");
+    assert!(
+        doc["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("unknown RequestType"),
+        "{doc}"
+    );
+
+    // An answer CloudFormation's URL refuses makes the invocation fail, so
+    // that Lambda's retries try again.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let refused_url = format!("http://{}/gone", refused.local_addr().unwrap());
+    drop(refused);
+    let out = invoke_migrate(
+        &cfn_event("Delete", &refused_url),
+        "postgres://postgres@127.0.0.1:1/x",
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -13,6 +13,14 @@ use crate::config::DbConfig;
 /// applies them; every other function only checks them.
 pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 
+/// [`MIGRATOR`], except that migrations applied by a newer release are left
+/// alone instead of being an error (an older binary after a rollback).
+pub fn migrator_tolerating_newer() -> Migrator {
+    let mut m = sqlx::migrate!("../../migrations");
+    m.set_ignore_missing(true);
+    m
+}
+
 /// Builds the pool once per process. Lazy: no connection is opened until the
 /// first query, so init stays fast and a database hiccup at cold start is not
 /// fatal by itself.

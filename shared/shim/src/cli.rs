@@ -74,6 +74,10 @@ pub struct Common {
     /// Worker runtime threads of the shim itself (1 = single-threaded).
     #[arg(long, env = "SHIM_THREADS", default_value_t = 1)]
     pub threads: usize,
+    /// Folder of external Lambda extensions, started with every worker
+    /// (default: /opt/extensions when it exists, as on Lambda).
+    #[arg(long, env = "SHIM_EXTENSIONS_DIR")]
+    pub extensions_dir: Option<PathBuf>,
 }
 
 /// Options of the serving modes.
@@ -300,9 +304,15 @@ fn pool_config(
         ),
         None => (1, 1, 1, timeout + Duration::from_secs(60)),
     };
+    let extensions = match &common.extensions_dir {
+        Some(dir) => crate::extensions::discover(dir)
+            .map_err(|e| format!("cannot read the extensions folder {}: {e}", dir.display()))?,
+        None => crate::extensions::discover(Path::new("/opt/extensions")).unwrap_or_default(),
+    };
     Ok(PoolConfig {
         spec,
         command,
+        extensions,
         workers,
         concurrency,
         queue_size,
@@ -586,10 +596,23 @@ fn invoke(a: InvokeArgs) -> i32 {
                             exit::INIT_OR_CRASH
                         }
                     };
-                    crate::log::emit("info", "REPORT", &[
-                        ("type", "REPORT".into()), ("function", name.clone().into()), ("requestId", id.clone().into()),
-                        ("exitCode", code.into()), ("runMs", (timing.run.as_secs_f64() * 1e3).into()),
-                    ]);
+                    if timing.delivered {
+                        crate::report::Report {
+                            request_id: &id,
+                            duration: timing.run,
+                            init: timing.init,
+                            memory_mb: pool.cfg.spec.memory_mb,
+                            max_memory_mb: timing.max_memory_mb,
+                            status: match code {
+                                exit::OK => crate::report::Status::Success,
+                                exit::FUNCTION_ERROR => crate::report::Status::Failure,
+                                exit::TIMEOUT => crate::report::Status::Timeout,
+                                _ => crate::report::Status::Error,
+                            },
+                            error_type: timing.error_type.as_deref(),
+                        }
+                        .write(&[("function", name.clone().into()), ("exitCode", code.into())]);
+                    }
                     break code;
                 }
                 _ = tokio::time::sleep(Duration::from_millis(25)) => {

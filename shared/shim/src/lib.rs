@@ -6,9 +6,11 @@
 pub mod body;
 pub mod cli;
 pub mod event;
+pub mod extensions;
 pub mod log;
 pub mod metrics;
 pub mod pool;
+pub mod report;
 pub mod routes;
 pub mod runtime_api;
 pub mod server;

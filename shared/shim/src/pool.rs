@@ -17,6 +17,7 @@ use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch, Notify};
 
+use crate::extensions::Reason;
 use crate::metrics::Metrics;
 use crate::{error, warn};
 use sam_template::FunctionSpec;
@@ -48,6 +49,9 @@ pub struct PoolConfig {
     pub recycle_rss: u64,
     /// `LAMBDA_TASK_ROOT` for the workers (where the function's code is).
     pub task_root: String,
+    /// External extensions started with every worker process (see
+    /// [`crate::extensions`]).
+    pub extensions: Vec<std::path::PathBuf>,
 }
 
 /// What a worker answered.
@@ -85,7 +89,7 @@ pub enum InvokeError {
 }
 
 /// Where the time of one invocation went.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct Timing {
     /// Waiting for a worker.
     pub queue: Duration,
@@ -93,6 +97,16 @@ pub struct Timing {
     pub run: Duration,
     /// The worker that ran it.
     pub worker: usize,
+    /// Whether a worker got it (else it never ran: no REPORT).
+    pub delivered: bool,
+    /// The worker's init, when this was its first invocation.
+    pub init: Option<Duration>,
+    /// The worker's peak resident memory in MB, sampled at most once a
+    /// second (see [`crate::report`]).
+    pub max_memory_mb: u64,
+    /// Why it failed, in Lambda's terms (`Runtime.ExitError`, the
+    /// function's error type...).
+    pub error_type: Option<String>,
 }
 
 /// Extra context delivered with an invocation.
@@ -118,6 +132,8 @@ pub(crate) struct Started {
     pub(crate) worker: Arc<Worker>,
     pub(crate) deadline: Instant,
     pub(crate) delivered: Instant,
+    /// The worker's init, if this is its first invocation.
+    pub(crate) init: Option<Duration>,
 }
 
 pub(crate) struct Inflight {
@@ -140,6 +156,11 @@ pub(crate) struct WorkerState {
     pub(crate) rss_checked: Option<Instant>,
     /// Being replaced for its memory: it gets no more work.
     pub(crate) retiring: bool,
+    /// Its init time, until its first invocation reports it.
+    pub(crate) init_took: Option<Duration>,
+    /// Its peak resident memory (bytes) and when that was read.
+    pub(crate) peak_rss: u64,
+    pub(crate) peak_read: Option<Instant>,
 }
 
 /// One worker slot: a process (restarted as needed) and its Runtime API.
@@ -150,11 +171,35 @@ pub struct Worker {
     pub(crate) st: Mutex<WorkerState>,
     pub(crate) kill: Notify,
     pub(crate) retire: Notify,
+    /// The extensions of its current environment.
+    pub(crate) extensions: crate::extensions::Extensions,
 }
 
 impl Worker {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, WorkerState> {
         self.st.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The process's peak resident memory in MB, read from /proc at most
+    /// once a second (a REPORT line may lag by that second).
+    pub(crate) fn peak_memory_mb(&self) -> u64 {
+        let pid = {
+            let st = self.lock();
+            if st
+                .peak_read
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+            {
+                return st.peak_rss / 1_048_576;
+            }
+            st.pid
+        };
+        let peak = crate::metrics::rss(pid).map(|(hwm, _)| hwm);
+        let mut st = self.lock();
+        if let (Some(peak), true) = (peak, st.pid == pid) {
+            st.peak_rss = st.peak_rss.max(peak);
+        }
+        st.peak_read = Some(Instant::now());
+        st.peak_rss / 1_048_576
     }
 
     /// Marks `id` timed out; kills the process if it can no longer serve.
@@ -292,6 +337,7 @@ impl Pool {
                 st: Mutex::new(WorkerState::default()),
                 kill: Notify::new(),
                 retire: Notify::new(),
+                extensions: Default::default(),
             }));
             listeners.push(l);
         }
@@ -410,9 +456,19 @@ impl Pool {
         };
         timing.queue = started.delivered.duration_since(enqueued);
         timing.worker = started.worker.index;
+        timing.delivered = true;
+        timing.init = started.init;
         let mut running = Running::new(self.clone(), &started, id, done_rx);
         let result = running.outcome().await;
         timing.run = started.delivered.elapsed();
+        timing.max_memory_mb = started.worker.peak_memory_mb();
+        timing.error_type = match &result {
+            Ok(Outcome::FunctionError { error_type, .. }) => Some(error_type.clone()),
+            Ok(Outcome::Crash(_)) => Some("Runtime.ExitError".into()),
+            Ok(Outcome::TooLarge) => Some("Function.ResponseSizeTooLarge".into()),
+            Err(InvokeError::Timeout) => Some("Sandbox.Timedout".into()),
+            _ => None,
+        };
         (result, timing)
     }
 
@@ -486,6 +542,24 @@ impl Pool {
     }
 }
 
+/// Where a worker's (or an extension's) stdout goes: the shim's stderr, with
+/// its logs, as Lambda sends both streams to the function's log; the shim's
+/// own stdout carries only what `shim invoke` prints (the answer).
+pub(crate) fn log_output() -> std::process::Stdio {
+    use std::os::fd::AsFd;
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => std::process::Stdio::from(fd),
+        Err(_) => std::process::Stdio::inherit(),
+    }
+}
+
+/// Records a failed init (no process to wait for).
+fn init_failed(pool: &Pool, w: &Worker, msg: String) {
+    error!("worker init failed", "function" => pool.name(), "worker" => w.index, "error" => msg);
+    pool.set_init_error(msg);
+    pool.metrics.init_failures.fetch_add(1, Ordering::Relaxed);
+}
+
 /// SIGTERM, then SIGKILL after `grace`; waits for the exit.
 async fn terminate(
     child: &mut tokio::process::Child,
@@ -529,19 +603,41 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
                 return;
             }
         };
+        // Lambda's init order: the extensions start and register, then the
+        // runtime starts.
+        let mut exts = match crate::extensions::Running::start(&pool, &w) {
+            Ok(e) => e,
+            Err(msg) => {
+                init_failed(&pool, &w, msg);
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        let registered = tokio::select! {
+            r = exts.registered(&w) => r,
+            _ = stop.changed() => Err("stopping".into()),
+        };
+        if let Err(msg) = registered {
+            if *stop.borrow() {
+                break;
+            }
+            init_failed(&pool, &w, msg);
+            exts.shut_down(&pool, &w, Reason::Failure).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+            continue;
+        }
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .env_remove("AWS_LAMBDA_MAX_CONCURRENCY")
             .envs(pool.environment(&w))
             .stdin(std::process::Stdio::null())
+            .stdout(log_output())
             .kill_on_drop(true);
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
-                let msg = format!("cannot start {program}: {e}");
-                error!("worker spawn failed", "function" => pool.name(), "worker" => w.index, "error" => msg);
-                pool.set_init_error(msg);
-                pool.metrics.init_failures.fetch_add(1, Ordering::Relaxed);
+                init_failed(&pool, &w, format!("cannot start {program}: {e}"));
+                exts.shut_down(&pool, &w, Reason::Failure).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
                 continue;
             }
@@ -553,20 +649,41 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
             st.pid = pid;
             st.spawned_at = Some(spawned);
             st.polled = false;
+            st.init_took = None;
+            st.peak_rss = 0;
+            st.peak_read = None;
         }
         let mut retired = false;
+        let mut reason = Reason::Failure;
         let status = tokio::select! {
             s = child.wait() => s,
             _ = w.kill.notified() => {
+                if !w.lock().stuck.is_empty() {
+                    reason = Reason::Timeout;
+                }
+                let _ = child.start_kill();
+                child.wait().await
+            }
+            (name, status) = exts.exited() => {
+                warn!("extension exited; resetting the environment", "function" => pool.name(),
+                      "worker" => w.index, "extension" => name, "status" => status);
                 let _ = child.start_kill();
                 child.wait().await
             }
             _ = w.retire.notified() => {
                 retired = true;
+                reason = Reason::Spindown;
+                w.extensions.shutdown(reason, crate::extensions::SHUTDOWN_WITHIN);
                 terminate(&mut child, pid, pool.cfg.kill_grace).await
             }
-            _ = stop.changed() => terminate(&mut child, pid, pool.cfg.kill_grace).await,
+            _ = stop.changed() => {
+                reason = Reason::Spindown;
+                // SIGTERM to the runtime and SHUTDOWN to the extensions at once.
+                w.extensions.shutdown(reason, crate::extensions::SHUTDOWN_WITHIN);
+                terminate(&mut child, pid, pool.cfg.kill_grace).await
+            }
         };
+        exts.shut_down(&pool, &w, reason).await;
         let status = status
             .map(|s| s.to_string())
             .unwrap_or_else(|e| e.to_string());

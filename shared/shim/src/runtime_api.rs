@@ -75,6 +75,9 @@ impl Drop for PollGuard<'_> {
 
 async fn runtime_api(pool: Arc<Pool>, w: Arc<Worker>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
+    if let Some(rest) = path.strip_prefix(crate::extensions::API) {
+        return crate::extensions::serve(&pool, &w, rest, req).await;
+    }
     let Some(rest) = path.strip_prefix(API) else {
         return runtime_error(
             StatusCode::NOT_FOUND,
@@ -123,6 +126,7 @@ async fn next(pool: &Arc<Pool>, w: &Arc<Worker>) -> Response<Body> {
             st.polled = true;
             st.ever_polled = true;
             if let Some(t) = st.spawned_at {
+                st.init_took = Some(t.elapsed());
                 let us = t.elapsed().as_micros() as u64;
                 pool.metrics.init_us.store(us, Ordering::Relaxed);
                 info!("worker ready", "function" => pool.name(), "worker" => w.index, "pid" => st.pid, "init_ms" => us as f64 / 1000.0);
@@ -135,7 +139,13 @@ async fn next(pool: &Arc<Pool>, w: &Arc<Worker>) -> Response<Body> {
         std::future::pending::<()>().await;
     }
     let guard = PollGuard(w);
+    let extensions = !pool.cfg.extensions.is_empty();
     loop {
+        if extensions && w.concurrency <= 1 {
+            // The invoke phase ends once every extension asked for its
+            // next event too (and init, once each finished its own).
+            w.extensions.until_idle().await;
+        }
         let inv = {
             let mut rx = pool.queue_rx.lock().await;
             rx.recv().await
@@ -166,21 +176,30 @@ async fn next(pool: &Arc<Pool>, w: &Arc<Worker>) -> Response<Body> {
         let deadline = delivered + pool.cfg.timeout;
         let deadline_ms = now_ms() + pool.cfg.timeout.as_millis();
         let started = inv.started.take();
-        w.lock()
-            .inflight
-            .insert(inv.id.clone(), Inflight { done: inv.done });
+        let init = {
+            let mut st = w.lock();
+            st.inflight
+                .insert(inv.id.clone(), Inflight { done: inv.done });
+            st.init_took.take()
+        };
         let handed = started
             .map(|s| {
                 s.send(Started {
                     worker: w.clone(),
                     deadline,
                     delivered,
+                    init,
                 })
                 .is_ok()
             })
             .unwrap_or(false);
         if !handed {
-            w.lock().inflight.remove(&inv.id);
+            let mut st = w.lock();
+            st.inflight.remove(&inv.id);
+            // Still this process's first invocation to report.
+            if st.init_took.is_none() {
+                st.init_took = init;
+            }
             continue;
         }
         drop(guard);
@@ -196,15 +215,16 @@ async fn next(pool: &Arc<Pool>, w: &Arc<Worker>) -> Response<Body> {
         put(h, "content-type", "application/json");
         put(h, "lambda-runtime-aws-request-id", &inv.id);
         put(h, "lambda-runtime-deadline-ms", &deadline_ms.to_string());
-        put(
-            h,
-            "lambda-runtime-invoked-function-arn",
-            &format!(
-                "arn:aws:lambda:{region}:{}:function:{}",
-                crate::event::ACCOUNT_ID,
-                spec.name
-            ),
+        let arn = format!(
+            "arn:aws:lambda:{region}:{}:function:{}",
+            crate::event::ACCOUNT_ID,
+            spec.name
         );
+        put(h, "lambda-runtime-invoked-function-arn", &arn);
+        if extensions {
+            w.extensions
+                .invoke(&inv.id, deadline_ms, &arn, inv.meta.trace_id.as_deref());
+        }
         // Only the caller's trace id, never an invented one: runtimes copy
         // it into `_X_AMZN_TRACE_ID` with setenv(3), and glibc keeps every
         // distinct value it was ever given, so a fresh id per invocation

@@ -302,29 +302,60 @@ async fn read_body(body: Incoming, request_id: &str) -> Result<Bytes, Box<Respon
     })
 }
 
-/// One REPORT line per invocation.
-fn report(function: &str, request_id: &str, status: u16, kind: Kind, started: Instant, t: &Timing) {
-    crate::log::emit(
-        "info",
-        "REPORT",
-        &[
-            ("type", "REPORT".into()),
-            ("function", function.into()),
-            ("requestId", request_id.into()),
-            ("status", status.into()),
-            ("outcome", kind.as_str().into()),
-            (
-                "durationMs",
-                ((started.elapsed().as_secs_f64() * 1e6).round() / 1e3).into(),
-            ),
-            (
-                "queueMs",
-                ((t.queue.as_secs_f64() * 1e6).round() / 1e3).into(),
-            ),
-            ("runMs", ((t.run.as_secs_f64() * 1e6).round() / 1e3).into()),
-            ("worker", t.worker.into()),
-        ],
-    );
+/// Lambda's REPORT line for an invocation a worker ran (see
+/// [`crate::report`]), with the shim's own fields beside it in JSON; a
+/// short line for one that never reached a worker.
+fn report(pool: &Pool, request_id: &str, status: u16, kind: Kind, t: &Timing) {
+    if !t.delivered {
+        crate::log::emit(
+            "info",
+            "not run",
+            &[
+                ("function", pool.name().into()),
+                ("requestId", request_id.into()),
+                ("status", status.into()),
+                ("outcome", kind.as_str().into()),
+                (
+                    "queueMs",
+                    ((t.queue.as_secs_f64() * 1e6).round() / 1e3).into(),
+                ),
+            ],
+        );
+        return;
+    }
+    let error_type = match kind {
+        Kind::BadResponse => Some(t.error_type.as_deref().unwrap_or("Runtime.InvalidResponse")),
+        _ => t.error_type.as_deref(),
+    };
+    crate::report::Report {
+        request_id,
+        duration: t.run,
+        init: t.init,
+        memory_mb: pool.cfg.spec.memory_mb,
+        max_memory_mb: t.max_memory_mb,
+        status: report_status(kind),
+        error_type,
+    }
+    .write(&[
+        ("function", pool.name().into()),
+        ("httpStatus", status.into()),
+        (
+            "queueMs",
+            ((t.queue.as_secs_f64() * 1e6).round() / 1e3).into(),
+        ),
+        ("worker", t.worker.into()),
+    ]);
+}
+
+/// The report's status for an outcome.
+pub(crate) fn report_status(kind: Kind) -> crate::report::Status {
+    use crate::report::Status;
+    match kind {
+        Kind::Ok => Status::Success,
+        Kind::FunctionError => Status::Failure,
+        Kind::Timeout => Status::Timeout,
+        Kind::Crash | Kind::BadResponse | Kind::Overload => Status::Error,
+    }
 }
 
 impl Front {
@@ -880,14 +911,7 @@ fn settle(
     timing: &Timing,
 ) -> Response<Body> {
     pool.metrics.record(kind, started.elapsed());
-    report(
-        pool.name(),
-        request_id,
-        resp.status().as_u16(),
-        kind,
-        started,
-        timing,
-    );
+    report(pool, request_id, resp.status().as_u16(), kind, timing);
     resp
 }
 

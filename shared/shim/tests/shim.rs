@@ -3,125 +3,14 @@
 //! official Rust runtime, the workspace's own functions, and Python's
 //! awslambdaric.
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+mod support;
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use testwire::proc::{bin_dir, free_addr, workspace_root, Proc};
+use support::*;
+use testwire::proc::workspace_root;
 use testwire::wire::{self, request};
-
-const FIXTURE_TEMPLATE: &str = r#"
-Globals:
-  Function:
-    Timeout: 5
-    Environment:
-      Variables:
-        FIXTURE_FROM_TEMPLATE: "from-template"
-        DATABASE_URL: !Ref DatabaseUrl
-Resources:
-  Fixture:
-    Type: AWS::Serverless::Function
-    Metadata:
-      BuildProperties: {Binary: lambda-fixture}
-    Properties:
-      MemorySize: 256
-      Events:
-        Items: {Type: HttpApi, Properties: {Method: GET, Path: "/echo/items/{id}/"}}
-        Any: {Type: HttpApi, Properties: {Method: ANY, Path: "/{proxy+}"}}
-        Hourly: {Type: Schedule, Properties: {Schedule: "cron(0 * * * ? *)"}}
-"#;
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Self {
-        let d = std::env::temp_dir().join(format!(
-            "shim-test-{tag}-{}-{}",
-            std::process::id(),
-            rand_u32()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        Self(d)
-    }
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).unwrap();
-        p
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn rand_u32() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos()
-}
-
-fn shim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_shim"))
-}
-
-/// `shim pod` on the fixture, from a template, with extra flags.
-fn fixture_pod(dir: &Dir, flags: &[&str], env: &[(&str, &str)]) -> Proc {
-    let template = dir.write("template.yaml", FIXTURE_TEMPLATE);
-    let addr = free_addr();
-    let mut cmd = shim();
-    cmd.args([
-        "pod",
-        "--function",
-        "lambda-fixture",
-        "--listen",
-        &addr.to_string(),
-    ])
-    .arg("--template")
-    .arg(&template)
-    .arg("--bin-dir")
-    .arg(bin_dir())
-    .args(if flags.contains(&"--drain-delay") {
-        &[][..]
-    } else {
-        &["--drain-delay", "0"][..]
-    })
-    .args(flags)
-    // Inherited by the workers unless the shim sets or removes it (it must).
-    .env("AWS_LAMBDA_MAX_CONCURRENCY", "8");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    Proc::spawn_pod(cmd, addr)
-}
-
-fn in_parallel(
-    n: usize,
-    f: impl Fn(usize) -> wire::WireResponse + Send + Sync + 'static,
-) -> Vec<wire::WireResponse> {
-    let f = std::sync::Arc::new(f);
-    let handles: Vec<_> = (0..n)
-        .map(|i| {
-            let f = f.clone();
-            std::thread::spawn(move || f(i))
-        })
-        .collect();
-    handles.into_iter().map(|h| h.join().unwrap()).collect()
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(15);
-    while !cond() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
 
 #[test]
 fn translates_requests_and_responses_both_ways() {
@@ -745,29 +634,6 @@ fn the_emulator_invoke_path_works() {
     assert!(r.text().contains("failed on purpose"));
 }
 
-fn invoke(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let template = dir.write("template.yaml", FIXTURE_TEMPLATE);
-    let mut cmd = shim();
-    cmd.args(["invoke", "--function", "lambda-fixture"])
-        .arg("--template")
-        .arg(&template)
-        .arg("--bin-dir")
-        .arg(bin_dir())
-        .args(args)
-        .env("FIXTURE_MODE", "raw")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn invoke_mode_exit_codes() {
     let dir = Dir::new("invoke");
@@ -820,109 +686,4 @@ fn invoke_mode_exit_codes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no function \"nope\""));
-}
-
-// ---- a runtime client that is not ours -------------------------------------
-
-fn python() -> PathBuf {
-    let p = std::env::var_os("HONEYDUE_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join(".local/venv/bin/python"));
-    let ok = Command::new(&p)
-        .args(["-c", "import awslambdaric"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        ok,
-        "{} with awslambdaric is needed: run `make test` (it installs it)",
-        p.display()
-    );
-    p
-}
-
-const PY_HANDLER: &str = r#"
-import json, os
-
-def handler(event, context):
-    return {
-        "statusCode": 200,
-        "headers": {"content-type": "application/json"},
-        "cookies": ["py=1"],
-        "body": json.dumps({
-            "path": event["rawPath"],
-            "query": event.get("queryStringParameters"),
-            "request_id": context.aws_request_id,
-            "remaining_ms": context.get_remaining_time_in_millis(),
-            "function": context.function_name,
-            "memory": context.memory_limit_in_mb,
-            "arn": context.invoked_function_arn,
-        }),
-    }
-"#;
-
-#[test]
-fn python_awslambdaric_runs_under_the_shim() {
-    let py = python();
-    let dir = Dir::new("python");
-    dir.write("app.py", PY_HANDLER);
-    let addr = free_addr();
-    let mut cmd = shim();
-    cmd.current_dir(&dir.0)
-        .args([
-            "pod",
-            "--function",
-            "py-echo",
-            "--listen",
-            &addr.to_string(),
-            "--drain-delay",
-            "0",
-            "--workers",
-            "2",
-            "--",
-        ])
-        .arg(&py)
-        .args(["-m", "awslambdaric", "app.handler"]);
-    let p = Proc::spawn_pod(cmd, addr).ready();
-    for _ in 0..3 {
-        let r = wire::get(p.addr, "/any/path?q=1");
-        assert_eq!(r.status, 200, "{}", r.text());
-        let j = r.json();
-        assert_eq!(j["path"], "/any/path");
-        assert_eq!(j["query"]["q"], "1");
-        assert_eq!(j["request_id"], r.header("x-request-id").unwrap());
-        assert_eq!(j["function"], "py-echo");
-        assert_eq!(j["memory"], "128");
-        assert!(j["remaining_ms"].as_u64().unwrap() > 0);
-        assert!(j["arn"].as_str().unwrap().ends_with(":function:py-echo"));
-        assert_eq!(r.headers_named("set-cookie"), vec!["py=1"]);
-    }
-}
-
-#[test]
-fn python_init_errors_are_reported() {
-    let py = python();
-    let dir = Dir::new("pyinit");
-    dir.write("broken.py", "raise RuntimeError('cannot start')\n");
-    let ev = dir.write("ev.json", "{}");
-    let out = shim()
-        .current_dir(&dir.0)
-        .args(["invoke", "--function", "py-broken", "--event"])
-        .arg(&ev)
-        .arg("--")
-        .arg(&py)
-        .args(["-m", "awslambdaric", "broken.handler"])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("cannot start"),
-        "the init error is reported: {err}"
-    );
 }

@@ -68,6 +68,18 @@ impl Proc {
         Self::spawn_with_admin(cmd, addr, admin)
     }
 
+    /// Starts a `shim pod` whose stderr (its log and REPORT lines) goes to
+    /// the file `log`.
+    pub fn spawn_pod_logged(mut cmd: Command, addr: SocketAddr, log: &std::path::Path) -> Self {
+        let admin = free_addr();
+        cmd.env("SHIM_ADMIN_LISTEN", admin.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).expect("log file"));
+        let child = cmd.spawn().expect("spawn");
+        Self { child, addr, admin }
+    }
+
     /// Starts `cmd`, which listens on `addr` and answers `/_shim/*` on
     /// `admin`.
     pub fn spawn_with_admin(mut cmd: Command, addr: SocketAddr, admin: SocketAddr) -> Self {
