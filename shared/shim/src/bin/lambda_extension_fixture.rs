@@ -23,7 +23,8 @@ fn record(line: &str) {
             .append(true)
             .open(path)
         {
-            let _ = writeln!(f, "{name} {line}");
+            // One write per line (O_APPEND): several extensions share the file.
+            let _ = f.write_all(format!("{name} {line}\n").as_bytes());
         }
     }
 }
