@@ -30,11 +30,10 @@ if [ ! -f "$marker" ]; then
     { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"; } >&2
   fi
   rm -rf "$DIR" && mkdir -p "$DIR"
-  cp "$SRC"/package.json "$DIR"/
-  [ -f "$SRC"/package-lock.json ] && cp "$SRC"/package-lock.json "$DIR"/
+  cp "$SRC"/package.json "$SRC"/package-lock.json "$DIR"/
   echo "nodetools: installing aws-lambda-ric into ${DIR#"$ROOT"/} (native build, 1-5 min)" >&2
   ( cd "$DIR" && {
-      if [ -f package-lock.json ]; then npm ci --ignore-scripts --no-audit --no-fund; else npm install --ignore-scripts --no-audit --no-fund; fi
+      npm ci --ignore-scripts --no-audit --no-fund
       npm rebuild aws-lambda-ric --foreground-scripts
     } ) >"$DIR/install.log" 2>&1 || { tail -40 "$DIR/install.log" >&2; echo "nodetools: build failed (log: ${DIR#"$ROOT"/}/install.log)" >&2; exit 1; }
   [ -f "$DIR/node_modules/aws-lambda-ric/dist/rapid-client.node" ] || \

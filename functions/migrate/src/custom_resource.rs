@@ -62,7 +62,7 @@ impl Request {
 /// Handles one request: runs what it asks and returns the answer to PUT.
 pub async fn answer(cfg: &Config, req: &Request) -> Value {
     let result = match req.request_type.as_str() {
-        "Create" | "Update" => crate::run_tolerating_newer(cfg)
+        "Create" | "Update" => crate::run(cfg)
             .await
             .map(Some)
             .map_err(|e| format!("{e:#}")),

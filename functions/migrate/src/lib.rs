@@ -9,7 +9,6 @@ use honeydue_core::{Env, Secret};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection};
 
 pub mod custom_resource;
@@ -165,19 +164,9 @@ pub struct Outcome {
     pub demo_created: bool,
 }
 
-/// Applies migrations and seeds; returns what changed.
+/// Applies migrations and seeds; returns what changed. Migrations newer
+/// than this binary are left alone (see [`honeydue_core::db::MIGRATOR`]).
 pub async fn run(cfg: &Config) -> anyhow::Result<Outcome> {
-    run_with(cfg, &honeydue_core::db::MIGRATOR).await
-}
-
-/// [`run`], leaving alone migrations newer than this binary (the Update a
-/// CloudFormation rollback sends, with the older code, after a newer
-/// release migrated).
-pub async fn run_tolerating_newer(cfg: &Config) -> anyhow::Result<Outcome> {
-    run_with(cfg, &honeydue_core::db::migrator_tolerating_newer()).await
-}
-
-async fn run_with(cfg: &Config, migrator: &Migrator) -> anyhow::Result<Outcome> {
     let mut conn = PgConnection::connect(cfg.db.url.expose())
         .await
         .context("connecting to DATABASE_URL")?;
@@ -188,7 +177,7 @@ async fn run_with(cfg: &Config, migrator: &Migrator) -> anyhow::Result<Outcome> 
         .await
         .context("taking the migrate lock")?;
     let before = applied_versions(&mut conn).await?;
-    migrator
+    honeydue_core::db::MIGRATOR
         .run(&mut conn)
         .await
         .context("applying migrations")?;

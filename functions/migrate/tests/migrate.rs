@@ -129,6 +129,16 @@ impl ResponseUrl {
         Self { addr, got }
     }
 
+    /// The answer PUT by an invocation that must itself have succeeded.
+    fn answer_to(&self, out: &std::process::Output) -> serde_json::Value {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.next().1
+    }
+
     fn next(&self) -> (String, serde_json::Value) {
         self.got
             .recv_timeout(std::time::Duration::from_secs(60))
@@ -211,12 +221,7 @@ async fn the_custom_resource_migrates_on_create_and_update_and_keeps_data_on_del
 
     // Update (every deploy with new code): idempotent.
     let out = invoke_migrate(&cfn_event("Update", &url), &db.url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (_, doc) = cfn.next();
+    let doc = cfn.answer_to(&out);
     assert_eq!(doc["Status"], "SUCCESS", "{doc}");
     assert_eq!(doc["Data"]["Applied"], "0");
     assert_eq!(doc["PhysicalResourceId"], "honeydue-schema");
@@ -230,12 +235,7 @@ async fn the_custom_resource_migrates_on_create_and_update_and_keeps_data_on_del
     .await
     .unwrap();
     let out = invoke_migrate(&cfn_event("Update", &url), &db.url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (_, doc) = cfn.next();
+    let doc = cfn.answer_to(&out);
     assert_eq!(doc["Status"], "SUCCESS", "a rollback must not fail: {doc}");
 
     // Delete keeps the schema and the data.
@@ -244,12 +244,7 @@ async fn the_custom_resource_migrates_on_create_and_update_and_keeps_data_on_del
         .await
         .unwrap();
     let out = invoke_migrate(&cfn_event("Delete", &url), &db.url);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (_, doc) = cfn.next();
+    let doc = cfn.answer_to(&out);
     assert_eq!(doc["Status"], "SUCCESS", "{doc}");
     let kept: i64 =
         sqlx::query_scalar("SELECT count(*) FROM users WHERE email = 'kept@example.com'")
@@ -274,12 +269,7 @@ async fn a_failed_migration_is_reported_to_cloudformation_so_the_deploy_rolls_ba
     );
     // The function itself succeeds (CloudFormation has its answer; a
     // function error would only make Lambda retry the event).
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let (_, doc) = cfn.next();
+    let doc = cfn.answer_to(&out);
     assert_eq!(doc["Status"], "FAILED", "{doc}");
     assert!(
         doc["Reason"]
@@ -295,8 +285,7 @@ async fn a_failed_migration_is_reported_to_cloudformation_so_the_deploy_rolls_ba
         &cfn_event("Replace", &url),
         "postgres://postgres@127.0.0.1:1/x",
     );
-    assert!(out.status.success());
-    let (_, doc) = cfn.next();
+    let doc = cfn.answer_to(&out);
     assert_eq!(doc["Status"], "FAILED");
     assert!(
         doc["Reason"]

@@ -10,16 +10,15 @@ use sqlx::postgres::{PgPool, PgPoolOptions};
 use crate::config::DbConfig;
 
 /// Every migration in `migrations/`, embedded. Only the `migrate` function
-/// applies them; every other function only checks them.
-pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
-
-/// [`MIGRATOR`], except that migrations applied by a newer release are left
-/// alone instead of being an error (an older binary after a rollback).
-pub fn migrator_tolerating_newer() -> Migrator {
+/// applies them; every other function only checks them. Migrations applied
+/// by a newer release are left alone instead of being an error, so an older
+/// `migrate` after a rollback (CloudFormation's Update with the old code, or
+/// a k3s rollback's Job) succeeds.
+pub static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(|| {
     let mut m = sqlx::migrate!("../../migrations");
     m.set_ignore_missing(true);
     m
-}
+});
 
 /// Builds the pool once per process. Lazy: no connection is opened until the
 /// first query, so init stays fast and a database hiccup at cold start is not

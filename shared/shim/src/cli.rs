@@ -596,22 +596,8 @@ fn invoke(a: InvokeArgs) -> i32 {
                             exit::INIT_OR_CRASH
                         }
                     };
-                    if timing.delivered {
-                        crate::report::Report {
-                            request_id: &id,
-                            duration: timing.run,
-                            init: timing.init,
-                            memory_mb: pool.cfg.spec.memory_mb,
-                            max_memory_mb: timing.max_memory_mb,
-                            status: match code {
-                                exit::OK => crate::report::Status::Success,
-                                exit::FUNCTION_ERROR => crate::report::Status::Failure,
-                                exit::TIMEOUT => crate::report::Status::Timeout,
-                                _ => crate::report::Status::Error,
-                            },
-                            error_type: timing.error_type.as_deref(),
-                        }
-                        .write(&[("function", name.clone().into()), ("exitCode", code.into())]);
+                    if let Some(r) = timing.report(&id, pool.cfg.spec.memory_mb) {
+                        r.write(&[("function", name.clone().into()), ("exitCode", code.into())]);
                     }
                     break code;
                 }

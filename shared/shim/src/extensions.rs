@@ -35,6 +35,7 @@ use tokio::sync::Notify;
 
 use crate::body::{full, read_limited, Body};
 use crate::pool::{now_ms, Pool, Worker};
+use crate::runtime_api::json_response;
 use crate::{error, info, warn};
 
 /// The Extensions API's path prefix.
@@ -102,8 +103,6 @@ struct State {
     expected: usize,
     /// Registration is open (until the first invocation).
     open: bool,
-    /// SHUTDOWN has been sent.
-    shutting_down: bool,
     exts: Vec<Ext>,
 }
 
@@ -129,7 +128,6 @@ impl Extensions {
         }
         st.expected = expected;
         st.open = true;
-        st.shutting_down = false;
     }
 
     /// Whether every extension started has registered.
@@ -160,8 +158,6 @@ impl Extensions {
         arn: &str,
         trace: Option<&str>,
     ) {
-        let mut st = self.lock();
-        st.open = false;
         let mut event = serde_json::json!({
             "eventType": "INVOKE",
             "deadlineMs": deadline_ms as u64,
@@ -171,53 +167,60 @@ impl Extensions {
         if let Some(t) = trace {
             event["tracing"] = serde_json::json!({"type": "X-Amzn-Trace-Id", "value": t});
         }
-        let event = Bytes::from(event.to_string());
-        for e in st.exts.iter_mut().filter(|e| e.invoke) {
-            e.idle = false;
-            e.queue.push_back(event.clone());
-            e.wake.notify_one();
-        }
-    }
-
-    /// Sends SHUTDOWN (once) to the extensions registered for it; returns
-    /// how many got it.
-    pub(crate) fn shutdown(&self, reason: Reason, within: Duration) -> usize {
         let mut st = self.lock();
         st.open = false;
-        if std::mem::replace(&mut st.shutting_down, true) {
-            return 0;
-        }
-        let event = Bytes::from(
-            serde_json::json!({
-                "eventType": "SHUTDOWN",
-                "shutdownReason": reason.as_str(),
-                "deadlineMs": (now_ms() + within.as_millis()) as u64,
-            })
-            .to_string(),
-        );
-        let mut n = 0;
-        for e in st.exts.iter_mut().filter(|e| e.shutdown) {
-            e.idle = false;
-            e.queue.push_back(event.clone());
-            e.wake.notify_one();
-            n += 1;
-        }
-        n
+        send(&mut st, event, |e| e.invoke);
+    }
+
+    /// Sends SHUTDOWN to the extensions registered for it.
+    fn shutdown(&self, reason: Reason, within: Duration) {
+        let event = serde_json::json!({
+            "eventType": "SHUTDOWN",
+            "shutdownReason": reason.as_str(),
+            "deadlineMs": (now_ms() + within.as_millis()) as u64,
+        });
+        let mut st = self.lock();
+        st.open = false;
+        send(&mut st, event, |e| e.shutdown);
+    }
+
+    /// The id and name of the extension `req` identifies, or the refusal.
+    fn identified(&self, req: &Request<Incoming>) -> Result<(String, String), Box<Response<Body>>> {
+        let id = header(req, ID_HEADER).ok_or_else(|| {
+            Box::new(refuse(
+                StatusCode::FORBIDDEN,
+                "Extension.MissingExtensionIdentifier",
+                "Lambda-Extension-Identifier is required",
+            ))
+        })?;
+        self.lock()
+            .exts
+            .iter()
+            .find(|e| e.id == id)
+            .map(|e| (e.id.clone(), e.name.clone()))
+            .ok_or_else(|| Box::new(unknown_id()))
     }
 }
 
-fn json(status: StatusCode, v: serde_json::Value) -> Response<Body> {
-    let mut r = Response::new(full(v.to_string()));
-    *r.status_mut() = status;
-    r.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/json"));
-    r
+/// Queues `event` for the extensions `to` selects, marking them busy.
+fn send(st: &mut State, event: serde_json::Value, to: impl Fn(&Ext) -> bool) {
+    let event = Bytes::from(event.to_string());
+    for e in st.exts.iter_mut().filter(|e| to(e)) {
+        e.idle = false;
+        e.queue.push_back(event.clone());
+        e.wake.notify_one();
+    }
 }
 
 fn refuse(status: StatusCode, error_type: &str, message: &str) -> Response<Body> {
-    json(
-        status,
-        serde_json::json!({"errorMessage": message, "errorType": error_type}),
+    crate::runtime_api::runtime_error(status, error_type, message)
+}
+
+fn unknown_id() -> Response<Body> {
+    refuse(
+        StatusCode::FORBIDDEN,
+        "Extension.UnknownExtensionIdentifier",
+        "unknown Lambda-Extension-Identifier",
     )
 }
 
@@ -235,29 +238,14 @@ pub(crate) async fn serve(
     let exts = &w.extensions;
     match (req.method().as_str(), rest) {
         ("POST", "/register") => register(pool, exts, req).await,
-        ("GET", "/event/next") => {
-            let Some(id) = header(&req, ID_HEADER).map(str::to_string) else {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "Extension.MissingExtensionIdentifier",
-                    "Lambda-Extension-Identifier is required",
-                );
-            };
-            next_event(exts, &id).await
-        }
+        ("GET", "/event/next") => match exts.identified(&req) {
+            Ok((id, _)) => next_event(exts, &id).await,
+            Err(refusal) => *refusal,
+        },
         ("POST", "/init/error") | ("POST", "/exit/error") => {
-            let Some(name) = header(&req, ID_HEADER).and_then(|id| {
-                exts.lock()
-                    .exts
-                    .iter()
-                    .find(|e| e.id == id)
-                    .map(|e| e.name.clone())
-            }) else {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "Extension.UnknownExtensionIdentifier",
-                    "unknown Lambda-Extension-Identifier",
-                );
+            let name = match exts.identified(&req) {
+                Ok((_, name)) => name,
+                Err(refusal) => return *refusal,
             };
             let error_type = header(&req, "lambda-extension-function-error-type")
                 .unwrap_or("Extension.Unknown")
@@ -280,7 +268,7 @@ pub(crate) async fn serve(
             }
             // Either way the environment is reset, as Lambda does.
             w.kill.notify_one();
-            json(StatusCode::ACCEPTED, serde_json::json!({"status": "OK"}))
+            json_response(StatusCode::ACCEPTED, serde_json::json!({"status": "OK"}))
         }
         _ => refuse(
             StatusCode::NOT_FOUND,
@@ -371,7 +359,7 @@ async fn register(pool: &Arc<Pool>, exts: &Extensions, req: Request<Incoming>) -
     if account {
         info["accountId"] = serde_json::json!(crate::event::ACCOUNT_ID);
     }
-    let mut r = json(StatusCode::OK, info);
+    let mut r = json_response(StatusCode::OK, info);
     if let Ok(v) = HeaderValue::from_str(&id) {
         r.headers_mut().insert(ID_HEADER, v);
     }
@@ -383,11 +371,7 @@ async fn next_event(exts: &Extensions, id: &str) -> Response<Body> {
         let wake = {
             let mut st = exts.lock();
             let Some(e) = st.exts.iter_mut().find(|e| e.id == id) else {
-                return refuse(
-                    StatusCode::FORBIDDEN,
-                    "Extension.UnknownExtensionIdentifier",
-                    "unknown Lambda-Extension-Identifier",
-                );
+                return unknown_id();
             };
             if let Some(event) = e.queue.pop_front() {
                 let mut r = Response::new(full(event));
@@ -403,10 +387,7 @@ async fn next_event(exts: &Extensions, id: &str) -> Response<Body> {
                 e.idle = true;
                 exts.changed.notify_waiters();
             }
-            let wake = e.wake.clone();
-            let notified = wake.clone().notified_owned();
-            drop(st);
-            notified
+            e.wake.clone().notified_owned()
         };
         wake.await;
     }
@@ -419,18 +400,22 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    /// Starts every extension of the pool with the worker's environment.
-    pub(crate) fn start(pool: &Pool, w: &Worker) -> Result<Self, String> {
-        w.extensions.reset(pool.cfg.extensions.len());
+    /// Starts the extensions at `paths` with the environment's variables.
+    pub(crate) fn start(
+        paths: &[PathBuf],
+        env: &[(String, String)],
+        w: &Worker,
+    ) -> Result<Self, String> {
+        w.extensions.reset(paths.len());
         let mut exits = tokio::task::JoinSet::new();
-        for path in &pool.cfg.extensions {
+        for path in paths {
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let mut child = tokio::process::Command::new(path)
                 .env_remove("AWS_LAMBDA_MAX_CONCURRENCY")
-                .envs(pool.environment(w))
+                .envs(env.iter().cloned())
                 .stdin(std::process::Stdio::null())
                 .stdout(crate::pool::log_output())
                 .kill_on_drop(true)
@@ -485,10 +470,10 @@ impl Running {
     }
 
     /// SHUTDOWN to those registered for it, then waits for every process
-    /// until the deadline and kills what is left.
-    pub(crate) async fn shut_down(mut self, pool: &Pool, w: &Worker, reason: Reason) {
+    /// until the deadline and kills what is left. A second call finds no
+    /// process and does nothing.
+    pub(crate) async fn shut_down(&mut self, pool: &Pool, w: &Worker, reason: Reason) {
         if self.exits.is_empty() {
-            w.extensions.reset(0);
             return;
         }
         w.extensions.shutdown(reason, SHUTDOWN_WITHIN);

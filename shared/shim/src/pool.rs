@@ -97,16 +97,44 @@ pub struct Timing {
     pub run: Duration,
     /// The worker that ran it.
     pub worker: usize,
-    /// Whether a worker got it (else it never ran: no REPORT).
-    pub delivered: bool,
+    /// What Lambda's REPORT says of it, if a worker ran it.
+    pub ran: Option<Ran>,
+}
+
+/// What Lambda's REPORT line says of an invocation a worker ran, from the
+/// runtime's side (an answer the caller's gateway cannot use is still a
+/// success here, as on Lambda).
+#[derive(Debug, Clone)]
+pub struct Ran {
     /// The worker's init, when this was its first invocation.
     pub init: Option<Duration>,
-    /// The worker's peak resident memory in MB, sampled at most once a
-    /// second (see [`crate::report`]).
+    /// The worker's peak resident memory in MB (see [`crate::report`]).
     pub max_memory_mb: u64,
-    /// Why it failed, in Lambda's terms (`Runtime.ExitError`, the
-    /// function's error type...).
+    /// How it ended.
+    pub status: crate::report::Status,
+    /// Why it did not succeed (`Runtime.ExitError`, the function's own
+    /// error type...).
     pub error_type: Option<String>,
+}
+
+impl Timing {
+    /// The REPORT line of `request_id`, if a worker ran it.
+    pub fn report<'a>(
+        &'a self,
+        request_id: &'a str,
+        memory_mb: u64,
+    ) -> Option<crate::report::Report<'a>> {
+        let ran = self.ran.as_ref()?;
+        Some(crate::report::Report {
+            request_id,
+            duration: self.run,
+            init: ran.init,
+            memory_mb,
+            max_memory_mb: ran.max_memory_mb,
+            status: ran.status,
+            error_type: ran.error_type.as_deref(),
+        })
+    }
 }
 
 /// Extra context delivered with an invocation.
@@ -152,15 +180,35 @@ pub(crate) struct WorkerState {
     pub(crate) inflight: HashMap<String, Inflight>,
     /// Invocations that timed out while this process held them.
     pub(crate) stuck: HashSet<String>,
-    /// When its memory was last looked at (at most once a second).
-    pub(crate) rss_checked: Option<Instant>,
     /// Being replaced for its memory: it gets no more work.
     pub(crate) retiring: bool,
     /// Its init time, until its first invocation reports it.
     pub(crate) init_took: Option<Duration>,
-    /// Its peak resident memory (bytes) and when that was read.
+    /// Its peak and current resident memory (bytes), and when they were
+    /// read (see [`WorkerState::memory`]).
     pub(crate) peak_rss: u64,
-    pub(crate) peak_read: Option<Instant>,
+    pub(crate) rss: u64,
+    pub(crate) mem_read: Option<Instant>,
+}
+
+impl WorkerState {
+    /// The process's peak and current resident memory in bytes, read from
+    /// /proc at most once a second: one sample serves both the REPORT
+    /// line's Max Memory Used and the memory bound (either may lag by that
+    /// second).
+    pub(crate) fn memory(&mut self) -> (u64, u64) {
+        let fresh = self
+            .mem_read
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1));
+        if let (false, Some(pid)) = (fresh, self.pid) {
+            if let Some((peak, rss)) = crate::metrics::rss(Some(pid)) {
+                self.peak_rss = self.peak_rss.max(peak);
+                self.rss = rss;
+            }
+            self.mem_read = Some(Instant::now());
+        }
+        (self.peak_rss, self.rss)
+    }
 }
 
 /// One worker slot: a process (restarted as needed) and its Runtime API.
@@ -178,28 +226,6 @@ pub struct Worker {
 impl Worker {
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, WorkerState> {
         self.st.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The process's peak resident memory in MB, read from /proc at most
-    /// once a second (a REPORT line may lag by that second).
-    pub(crate) fn peak_memory_mb(&self) -> u64 {
-        let pid = {
-            let st = self.lock();
-            if st
-                .peak_read
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-            {
-                return st.peak_rss / 1_048_576;
-            }
-            st.pid
-        };
-        let peak = crate::metrics::rss(pid).map(|(hwm, _)| hwm);
-        let mut st = self.lock();
-        if let (Some(peak), true) = (peak, st.pid == pid) {
-            st.peak_rss = st.peak_rss.max(peak);
-        }
-        st.peak_read = Some(Instant::now());
-        st.peak_rss / 1_048_576
     }
 
     /// Marks `id` timed out; kills the process if it can no longer serve.
@@ -456,19 +482,26 @@ impl Pool {
         };
         timing.queue = started.delivered.duration_since(enqueued);
         timing.worker = started.worker.index;
-        timing.delivered = true;
-        timing.init = started.init;
         let mut running = Running::new(self.clone(), &started, id, done_rx);
         let result = running.outcome().await;
         timing.run = started.delivered.elapsed();
-        timing.max_memory_mb = started.worker.peak_memory_mb();
-        timing.error_type = match &result {
-            Ok(Outcome::FunctionError { error_type, .. }) => Some(error_type.clone()),
-            Ok(Outcome::Crash(_)) => Some("Runtime.ExitError".into()),
-            Ok(Outcome::TooLarge) => Some("Function.ResponseSizeTooLarge".into()),
-            Err(InvokeError::Timeout) => Some("Sandbox.Timedout".into()),
-            _ => None,
+        use crate::report::Status;
+        let (status, error_type) = match &result {
+            Ok(Outcome::Response(_) | Outcome::Stream(_)) => (Status::Success, None),
+            Ok(Outcome::FunctionError { error_type, .. }) => {
+                (Status::Failure, Some(error_type.clone()))
+            }
+            Ok(Outcome::Crash(_)) => (Status::Error, Some("Runtime.ExitError".into())),
+            Ok(Outcome::TooLarge) => (Status::Error, Some("Function.ResponseSizeTooLarge".into())),
+            Err(InvokeError::Timeout) => (Status::Timeout, Some("Sandbox.Timedout".into())),
+            Err(_) => (Status::Error, None),
         };
+        timing.ran = Some(Ran {
+            init: started.init,
+            max_memory_mb: started.worker.lock().memory().0 / 1_048_576,
+            status,
+            error_type,
+        });
         (result, timing)
     }
 
@@ -605,7 +638,10 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
         };
         // Lambda's init order: the extensions start and register, then the
         // runtime starts.
-        let mut exts = match crate::extensions::Running::start(&pool, &w) {
+        // One environment for the extensions and the runtime (one log
+        // stream, as in a Lambda execution environment).
+        let env = pool.environment(&w);
+        let mut exts = match crate::extensions::Running::start(&pool.cfg.extensions, &env, &w) {
             Ok(e) => e,
             Err(msg) => {
                 init_failed(&pool, &w, msg);
@@ -629,7 +665,7 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
         let mut cmd = tokio::process::Command::new(program);
         cmd.args(args)
             .env_remove("AWS_LAMBDA_MAX_CONCURRENCY")
-            .envs(pool.environment(&w))
+            .envs(env)
             .stdin(std::process::Stdio::null())
             .stdout(log_output())
             .kill_on_drop(true);
@@ -651,7 +687,7 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
             st.polled = false;
             st.init_took = None;
             st.peak_rss = 0;
-            st.peak_read = None;
+            st.mem_read = None;
         }
         let mut retired = false;
         let mut reason = Reason::Failure;
@@ -673,16 +709,22 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
             _ = w.retire.notified() => {
                 retired = true;
                 reason = Reason::Spindown;
-                w.extensions.shutdown(reason, crate::extensions::SHUTDOWN_WITHIN);
-                terminate(&mut child, pid, pool.cfg.kill_grace).await
+                // SIGTERM to the runtime and SHUTDOWN to the extensions at once.
+                tokio::join!(
+                    terminate(&mut child, pid, pool.cfg.kill_grace),
+                    exts.shut_down(&pool, &w, reason)
+                ).0
             }
             _ = stop.changed() => {
                 reason = Reason::Spindown;
-                // SIGTERM to the runtime and SHUTDOWN to the extensions at once.
-                w.extensions.shutdown(reason, crate::extensions::SHUTDOWN_WITHIN);
-                terminate(&mut child, pid, pool.cfg.kill_grace).await
+                tokio::join!(
+                    terminate(&mut child, pid, pool.cfg.kill_grace),
+                    exts.shut_down(&pool, &w, reason)
+                ).0
             }
         };
+        // After a crash, a kill or an extension's exit (a no-op when the
+        // extensions were already told above).
         exts.shut_down(&pool, &w, reason).await;
         let status = status
             .map(|s| s.to_string())
@@ -692,7 +734,6 @@ async fn supervise(pool: Arc<Pool>, w: Arc<Worker>) {
             st.pid = None;
             st.stuck.clear();
             st.retiring = false;
-            st.rss_checked = None;
             (std::mem::take(&mut st.inflight), st.polled)
         };
         pool.exited.notify_waiters();

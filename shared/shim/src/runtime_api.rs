@@ -22,7 +22,7 @@ use crate::{error, info, warn};
 /// The Runtime API version prefix.
 const API: &str = "/2018-06-01/runtime";
 
-fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Body> {
     let mut r = Response::new(full(v.to_string()));
     *r.status_mut() = status;
     r.headers_mut()
@@ -30,7 +30,7 @@ fn json_response(status: StatusCode, v: serde_json::Value) -> Response<Body> {
     r
 }
 
-fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response<Body> {
+pub(crate) fn runtime_error(status: StatusCode, error_type: &str, message: &str) -> Response<Body> {
     json_response(
         status,
         serde_json::json!({"errorMessage": message, "errorType": error_type}),
@@ -256,17 +256,10 @@ fn retire_if_bloated(pool: &Pool, w: &Worker) -> bool {
     if st.retiring {
         return true;
     }
-    if !st.inflight.is_empty()
-        || st
-            .rss_checked
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
-    {
+    if !st.inflight.is_empty() {
         return false;
     }
-    st.rss_checked = Some(Instant::now());
-    let Some((_, rss)) = crate::metrics::rss(st.pid) else {
-        return false;
-    };
+    let (_, rss) = st.memory();
     if rss <= pool.cfg.recycle_rss {
         return false;
     }

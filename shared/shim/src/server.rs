@@ -306,8 +306,15 @@ async fn read_body(body: Incoming, request_id: &str) -> Result<Bytes, Box<Respon
 /// [`crate::report`]), with the shim's own fields beside it in JSON; a
 /// short line for one that never reached a worker.
 fn report(pool: &Pool, request_id: &str, status: u16, kind: Kind, t: &Timing) {
-    if !t.delivered {
-        crate::log::emit(
+    let queue_ms = ((t.queue.as_secs_f64() * 1e6).round() / 1e3).into();
+    match t.report(request_id, pool.cfg.spec.memory_mb) {
+        Some(r) => r.write(&[
+            ("function", pool.name().into()),
+            ("httpStatus", status.into()),
+            ("queueMs", queue_ms),
+            ("worker", t.worker.into()),
+        ]),
+        None => crate::log::emit(
             "info",
             "not run",
             &[
@@ -315,46 +322,9 @@ fn report(pool: &Pool, request_id: &str, status: u16, kind: Kind, t: &Timing) {
                 ("requestId", request_id.into()),
                 ("status", status.into()),
                 ("outcome", kind.as_str().into()),
-                (
-                    "queueMs",
-                    ((t.queue.as_secs_f64() * 1e6).round() / 1e3).into(),
-                ),
+                ("queueMs", queue_ms),
             ],
-        );
-        return;
-    }
-    let error_type = match kind {
-        Kind::BadResponse => Some(t.error_type.as_deref().unwrap_or("Runtime.InvalidResponse")),
-        _ => t.error_type.as_deref(),
-    };
-    crate::report::Report {
-        request_id,
-        duration: t.run,
-        init: t.init,
-        memory_mb: pool.cfg.spec.memory_mb,
-        max_memory_mb: t.max_memory_mb,
-        status: report_status(kind),
-        error_type,
-    }
-    .write(&[
-        ("function", pool.name().into()),
-        ("httpStatus", status.into()),
-        (
-            "queueMs",
-            ((t.queue.as_secs_f64() * 1e6).round() / 1e3).into(),
         ),
-        ("worker", t.worker.into()),
-    ]);
-}
-
-/// The report's status for an outcome.
-pub(crate) fn report_status(kind: Kind) -> crate::report::Status {
-    use crate::report::Status;
-    match kind {
-        Kind::Ok => Status::Success,
-        Kind::FunctionError => Status::Failure,
-        Kind::Timeout => Status::Timeout,
-        Kind::Crash | Kind::BadResponse | Kind::Overload => Status::Error,
     }
 }
 

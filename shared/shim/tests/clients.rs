@@ -10,7 +10,6 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -66,7 +65,7 @@ fn node_ric() -> PathBuf {
     entry
 }
 
-/// The REPORT lines of a log, by request id.
+/// The text REPORT lines of a log.
 fn reports(log: &str) -> Vec<String> {
     log.lines()
         .filter(|l| l.starts_with("REPORT RequestId: "))
@@ -111,13 +110,8 @@ fn check_report(line: &str, request_id: &str, memory_mb: u32) {
     assert!(used > 0, "a process's peak memory is not 0 MB: {line}");
     let init = fields
         .iter()
-        .find_map(|f| f.strip_prefix("Init Duration: "))
-        .map(|_| {
-            ms(
-                fields.iter().find(|f| f.starts_with("Init")).unwrap(),
-                "Init Duration: ",
-            )
-        });
+        .find(|f| f.starts_with("Init Duration: "))
+        .map(|f| ms(f, "Init Duration: "));
     assert!(
         billed >= (duration + init.unwrap_or(0.0)).floor()
             && billed <= duration + init.unwrap_or(0.0) + 1.0,
@@ -285,18 +279,8 @@ fn invoke_suite(client: Client) {
             .args(extra)
             .arg("--")
             .args(&program)
-            .env("AWS_LAMBDA_LOG_FORMAT", "JSON")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+            .env("AWS_LAMBDA_LOG_FORMAT", "JSON");
+        outcome(cmd, env)
     };
     let (code, out, err) = run(r#"{"hello": "cron"}"#, &[], &[]);
     assert_eq!(code, 0, "{client:?}: {err}");

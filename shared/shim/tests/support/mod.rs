@@ -131,9 +131,13 @@ pub fn invoke(dir: &Dir, args: &[&str], env: &[(&str, &str)]) -> (i32, String, S
         .arg("--bin-dir")
         .arg(bin_dir())
         .args(args)
-        .env("FIXTURE_MODE", "raw")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        .env("FIXTURE_MODE", "raw");
+    outcome(cmd, env)
+}
+
+/// Runs `cmd` with `env` added: its exit code, stdout and stderr.
+pub fn outcome(mut cmd: Command, env: &[(&str, &str)]) -> (i32, String, String) {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
