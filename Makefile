@@ -21,6 +21,7 @@ test: ## fmt, clippy, every test (real Postgres, Redis, S3, SMTP), manifest and 
 	@$(WITH_ENV) && \
 	  eval "$$(scripts/pytools.sh awslambdaric moto aiosmtpd)" && export HONEYDUE_PYTHON=$$PWD/.local/venv/bin/python && \
 	  eval "$$(scripts/nodetools.sh)" && \
+	  eval "$$(scripts/pytools.sh sam)" && export HONEYDUE_SAM_VENV=$$PWD/.local/tools/sam && \
 	  scripts/prune-test-dbs.sh && \
 	  cargo fmt --all --check && \
 	  cargo clippy --workspace --all-targets --quiet -- -D warnings && \

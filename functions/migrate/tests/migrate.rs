@@ -89,44 +89,17 @@ fn missing_configuration_is_named() {
 
 // ---- the stack's Custom::Migrations resource (sam deploy) -----------------
 
-/// A stand-in for CloudFormation's pre-signed ResponseURL: takes PUTs and
-/// keeps their bodies.
-struct ResponseUrl {
-    addr: std::net::SocketAddr,
-    got: std::sync::mpsc::Receiver<(String, serde_json::Value)>,
-}
+/// A stand-in for CloudFormation's pre-signed ResponseURL: the answers PUT
+/// to it, as JSON.
+struct ResponseUrl(honeydue_testkit::wire::Sink);
 
 impl ResponseUrl {
     fn start() -> Self {
-        use std::io::{BufRead, BufReader, Read, Write};
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, got) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                let mut len = 0;
-                loop {
-                    let mut h = String::new();
-                    reader.read_line(&mut h).unwrap();
-                    if h.trim().is_empty() {
-                        break;
-                    }
-                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
-                        len = v.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; len];
-                reader.read_exact(&mut body).unwrap();
-                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
-                let doc = serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
-                let _ = tx.send((line.trim().to_string(), doc));
-            }
-        });
-        Self { addr, got }
+        Self(honeydue_testkit::wire::Sink::start())
+    }
+
+    fn addr(&self) -> std::net::SocketAddr {
+        self.0.addr
     }
 
     /// The answer PUT by an invocation that must itself have succeeded.
@@ -140,9 +113,11 @@ impl ResponseUrl {
     }
 
     fn next(&self) -> (String, serde_json::Value) {
-        self.got
-            .recv_timeout(std::time::Duration::from_secs(60))
-            .expect("an answer PUT to the ResponseURL")
+        let (line, body) = self.0.next();
+        (
+            line,
+            serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+        )
     }
 }
 
@@ -193,7 +168,7 @@ async fn the_custom_resource_migrates_on_create_and_update_and_keeps_data_on_del
     let cfn = ResponseUrl::start();
     let url = format!(
         "http://{}/cloudformation-custom-resource-response?X-Amz-Signature=abc",
-        cfn.addr
+        cfn.addr()
     );
     let expected = honeydue_core::db::MIGRATOR.iter().count();
 
@@ -257,7 +232,7 @@ async fn the_custom_resource_migrates_on_create_and_update_and_keeps_data_on_del
 #[tokio::test]
 async fn a_failed_migration_is_reported_to_cloudformation_so_the_deploy_rolls_back() {
     let cfn = ResponseUrl::start();
-    let url = format!("http://{}/response", cfn.addr);
+    let url = format!("http://{}/response", cfn.addr());
     // A database that is not there.
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

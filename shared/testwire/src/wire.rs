@@ -132,3 +132,58 @@ pub fn post_json(
     }
     request(addr, "POST", path, &headers, body.to_string().as_bytes()).expect("POST")
 }
+
+/// A loopback HTTP server that answers every request `200` and hands over
+/// what it got (request line, body), one request per connection: a stand-in
+/// for a webhook or for CloudFormation's pre-signed ResponseURL.
+pub struct Sink {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    got: std::sync::mpsc::Receiver<(String, Vec<u8>)>,
+}
+
+impl Sink {
+    /// Starts it on a free port.
+    pub fn start() -> Self {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, got) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let Ok(read) = stream.try_clone() else {
+                    continue;
+                };
+                let mut reader = BufReader::new(read);
+                let mut line = String::new();
+                let mut len = 0;
+                if reader.read_line(&mut line).is_err() {
+                    continue;
+                }
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0; len];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n");
+                let _ = tx.send((line.trim().to_string(), body));
+            }
+        });
+        Self { addr, got }
+    }
+
+    /// The next request it got (request line, body); panics after 60 s.
+    pub fn next(&self) -> (String, Vec<u8>) {
+        self.got
+            .recv_timeout(Duration::from_secs(60))
+            .expect("a request to the sink")
+    }
+}
