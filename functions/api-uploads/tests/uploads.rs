@@ -13,7 +13,7 @@ use serde_json::json;
 struct T {
     db: TestDb,
     c: TestClient,
-    _s3: TestS3,
+    s3: TestS3,
 }
 
 async fn spawn() -> T {
@@ -28,7 +28,7 @@ async fn spawn() -> T {
     T {
         c: TestClient::new(app(Uploads { base, storage })),
         db,
-        _s3: s3,
+        s3,
     }
 }
 
@@ -604,4 +604,49 @@ async fn another_users_upload_can_never_be_an_avatar() {
         );
     }
     assert_eq!(avatar_of(p, y).await, None);
+}
+
+#[tokio::test]
+async fn the_store_down_at_confirm_is_a_503_and_the_upload_waits() {
+    let mut t = spawn().await;
+    let (a, ta) = user(&t.db.pool, "a@example.com").await;
+    let home = residence(&t.db.pool, a, "Home").await;
+    let photo = vec![7u8; 512];
+    let r =
+        t.c.post(
+            "/api/uploads/presign/",
+            json!({"purpose": "residence_image", "filename": "h.jpg", "content_type": "image/jpeg",
+                   "size": photo.len(), "residence_id": home}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let url = r.json()["upload_url"].as_str().unwrap().to_string();
+    let put = http(
+        "PUT",
+        url,
+        vec![("content-type".into(), "image/jpeg".into())],
+        photo,
+    )
+    .await;
+    assert_eq!(put.status, 200, "{}", put.text());
+
+    // The store goes away before the app confirms.
+    t.s3.stop();
+    let r =
+        t.c.post(&format!("/api/uploads/{id}/confirm/"), json!({}), Some(&ta))
+            .await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.error_code(), "unavailable");
+    assert_eq!(r.headers["retry-after"], "2");
+    let status: String = sqlx::query_scalar("SELECT status FROM uploads WHERE id = $1::uuid")
+        .bind(&id)
+        .fetch_one(&t.db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        status, "pending",
+        "nothing changed: the app's retry confirms it"
+    );
 }

@@ -144,9 +144,39 @@ impl AppError {
     }
 }
 
+/// Seconds a client is asked to wait after a 503 `unavailable`: a database
+/// restart or failover, a dependency coming back.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 2;
+
 impl From<sqlx::Error> for AppError {
+    /// The database being unreachable, restarting, out of connections or
+    /// cancelling the statement is a 503 `unavailable` with `Retry-After`
+    /// (nothing was changed: the transaction did not commit, or its commit
+    /// is retried safely with an Idempotency-Key); anything else is a 500.
     fn from(e: sqlx::Error) -> Self {
+        if db_unavailable(&e) {
+            tracing::warn!(error = %e, "database unavailable");
+            return AppError::Unavailable("The database is unavailable; try again shortly.".into());
+        }
         AppError::Internal(anyhow::Error::new(e).context("database"))
+    }
+}
+
+/// Whether a database error means "not reachable now" rather than a bug:
+/// connection failures and the server's shutdown, connection-limit and
+/// cancel answers (SQLSTATE classes 08 and 57, and 53300).
+pub fn db_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(d) => d
+            .code()
+            .is_some_and(|c| c.starts_with("08") || c.starts_with("57") || c == "53300"),
+        _ => false,
     }
 }
 
@@ -186,6 +216,9 @@ impl IntoResponse for AppError {
             AppError::RateLimited { retry_after_secs } | AppError::Busy { retry_after_secs } => {
                 Some(serde_json::json!({"retry_after": retry_after_secs}))
             }
+            AppError::Unavailable(_) => {
+                Some(serde_json::json!({"retry_after": UNAVAILABLE_RETRY_AFTER_SECS}))
+            }
             _ => None,
         };
         let fields = match &self {
@@ -201,12 +234,16 @@ impl IntoResponse for AppError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        if let AppError::RateLimited { retry_after_secs } | AppError::Busy { retry_after_secs } =
-            &self
-        {
-            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string()) {
-                resp.headers_mut().insert(header::RETRY_AFTER, v);
+        let retry_after = match &self {
+            AppError::RateLimited { retry_after_secs } | AppError::Busy { retry_after_secs } => {
+                Some(*retry_after_secs)
             }
+            AppError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
@@ -319,6 +356,43 @@ impl Validator {
             Ok(())
         } else {
             Err(AppError::Validation(self.fields))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_unreachable_database_is_a_503_with_retry_after() {
+        // A port nothing listens on: the connection is refused.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = format!("postgres://nobody@127.0.0.1:{port}/none");
+        let e = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .unwrap_err();
+        assert!(db_unavailable(&e), "{e:?}");
+        let r = AppError::from(e).into_response();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "2");
+        for e in [sqlx::Error::PoolTimedOut, sqlx::Error::PoolClosed] {
+            assert!(matches!(AppError::from(e), AppError::Unavailable(_)));
+        }
+    }
+
+    #[test]
+    fn other_database_errors_stay_internal() {
+        for e in [
+            sqlx::Error::RowNotFound,
+            sqlx::Error::ColumnNotFound("x".into()),
+        ] {
+            assert!(!db_unavailable(&e));
+            assert!(matches!(AppError::from(e), AppError::Internal(_)));
         }
     }
 }

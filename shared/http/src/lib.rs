@@ -17,7 +17,7 @@ use axum::Router;
 use honeydue_core::AppError;
 
 pub use auth::AuthUser;
-pub use extract::{client_ip, ClientIp, Json, PathId, Query};
+pub use extract::{client_ip, ClientIp, IdempotencyKey, Json, PathId, Query};
 pub use pagination::{Page, Paginated};
 pub use ratelimit::Limit;
 pub use start::{Api, AppState, Extra, Stateless};
@@ -66,12 +66,58 @@ pub async fn run(router: Router) -> Result<(), lambda_http::Error> {
     lambda_http::run_concurrent(service).await
 }
 
+/// How long before the invocation's deadline a request that is still
+/// running gives up with 503 `unavailable` (Retry-After), rather than be cut
+/// off by the runtime (a timeout, which costs the worker).
+pub const DEADLINE_MARGIN: std::time::Duration = std::time::Duration::from_millis(1000);
+
 async fn call(router: Router, req: lambda_http::Request) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use lambda_http::RequestExt;
     use tower::ServiceExt;
+    let budget = req
+        .lambda_context_ref()
+        .and_then(|c| budget(c.deadline(), std::time::SystemTime::now()));
     let req = req.map(axum::body::Body::new);
-    match router.oneshot(req).await {
+    let answer = async {
+        match router.oneshot(req).await {
+            Ok(r) => r,
+            Err(never) => match never {},
+        }
+    };
+    let Some(budget) = budget else {
+        return answer.await;
+    };
+    match tokio::time::timeout(budget, answer).await {
         Ok(r) => r,
-        Err(never) => match never {},
+        Err(_) => {
+            // Whatever it held is dropped: an open transaction is rolled
+            // back with its connection, nothing half-written is committed.
+            tracing::warn!(
+                budget_ms = budget.as_millis() as u64,
+                "request gave up before the deadline"
+            );
+            AppError::Unavailable(
+                "The request could not finish in time (a dependency is slow); try again shortly."
+                    .into(),
+            )
+            .into_response()
+        }
+    }
+}
+
+/// The time a request may run before `deadline`, keeping
+/// [`DEADLINE_MARGIN`] (or half of what is left, when less than twice the
+/// margin remains). `None` when no deadline is known.
+fn budget(
+    deadline: std::time::SystemTime,
+    now: std::time::SystemTime,
+) -> Option<std::time::Duration> {
+    let left = deadline.duration_since(now).ok()?;
+    if left >= DEADLINE_MARGIN * 2 {
+        Some(left - DEADLINE_MARGIN)
+    } else {
+        Some(left / 2)
     }
 }
 
@@ -122,4 +168,79 @@ fn is_text(headers: &axum::http::HeaderMap) -> bool {
         || ct.contains("xml")
         || ct.contains("javascript")
         || ct.starts_with("application/x-www-form-urlencoded")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use lambda_http::RequestExt;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+    fn invocation(path: &str, deadline_in: Option<Duration>) -> lambda_http::Request {
+        let mut ctx = lambda_http::Context::default();
+        if let Some(d) = deadline_in {
+            ctx.deadline = (SystemTime::now() + d)
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as u64;
+        }
+        axum::http::Request::builder()
+            .uri(path)
+            .body(lambda_http::Body::Empty)
+            .unwrap()
+            .with_lambda_context(ctx)
+    }
+
+    fn router() -> Router {
+        Router::new()
+            .route("/fast", get(|| async { "done" }))
+            .route(
+                "/stuck",
+                get(|| async {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    "too late"
+                }),
+            )
+    }
+
+    #[test]
+    fn the_budget_keeps_the_margin_or_half_of_what_is_left() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        assert_eq!(
+            budget(now + Duration::from_secs(10), now),
+            Some(Duration::from_secs(9))
+        );
+        assert_eq!(
+            budget(now + Duration::from_millis(1500), now),
+            Some(Duration::from_millis(750))
+        );
+        assert_eq!(budget(now - Duration::from_secs(1), now), None);
+        assert_eq!(budget(UNIX_EPOCH, now), None, "no deadline known");
+    }
+
+    #[tokio::test]
+    async fn a_request_still_running_near_the_deadline_answers_503_with_retry_after() {
+        let r = call(
+            router(),
+            invocation("/stuck", Some(Duration::from_millis(400))),
+        )
+        .await;
+        assert_eq!(r.status(), 503);
+        assert_eq!(r.headers()["retry-after"], "2");
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["error"]["code"], "unavailable");
+    }
+
+    #[tokio::test]
+    async fn a_request_that_finishes_in_time_is_answered_as_written() {
+        let r = call(router(), invocation("/fast", Some(Duration::from_secs(5)))).await;
+        assert_eq!(r.status(), 200);
+        let r = call(router(), invocation("/fast", None)).await;
+        assert_eq!(r.status(), 200);
+    }
 }

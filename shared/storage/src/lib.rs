@@ -5,9 +5,20 @@
 use std::time::Duration;
 
 use anyhow::Context;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::presigning::PresigningConfig;
-use honeydue_core::{Env, Secret};
+use honeydue_core::{AppError, AppResult, Env, Secret};
+
+/// Bounds on one call to the store: a slow or unreachable store fails the
+/// call (503 `unavailable`) well before the function's deadline.
+const TIMEOUTS: (Duration, Duration, Duration) = (
+    Duration::from_secs(2), // connect
+    Duration::from_secs(3), // one attempt
+    Duration::from_secs(6), // the call, retries included
+);
 
 /// Storage settings.
 #[derive(Debug, Clone)]
@@ -79,7 +90,14 @@ impl Storage {
         let mut b = aws_sdk_s3::config::Builder::new()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(cfg.region.clone()))
-            .force_path_style(cfg.path_style);
+            .force_path_style(cfg.path_style)
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(TIMEOUTS.0)
+                    .operation_attempt_timeout(TIMEOUTS.1)
+                    .operation_timeout(TIMEOUTS.2)
+                    .build(),
+            );
         if let Some(e) = &cfg.endpoint {
             b = b.endpoint_url(e);
         }
@@ -136,8 +154,9 @@ impl Storage {
         Ok(req.uri().to_string())
     }
 
-    /// Size and type of `key`, or `None` when it does not exist.
-    pub async fn head(&self, key: &str) -> anyhow::Result<Option<ObjectInfo>> {
+    /// Size and type of `key`, or `None` when it does not exist. The store
+    /// unreachable, timing out or answering 5xx: 503 `unavailable`.
+    pub async fn head(&self, key: &str) -> AppResult<Option<ObjectInfo>> {
         match self
             .client
             .head_object()
@@ -154,21 +173,21 @@ impl Storage {
                 if e.as_service_error().is_some_and(|s| s.is_not_found()) {
                     Ok(None)
                 } else {
-                    Err(anyhow::Error::new(e).context("HEAD object"))
+                    Err(store_error(e, "HEAD object"))
                 }
             }
         }
     }
 
-    /// Deletes `key` (absent is fine).
-    pub async fn delete(&self, key: &str) -> anyhow::Result<()> {
+    /// Deletes `key` (absent is fine). Errors as for [`Storage::head`].
+    pub async fn delete(&self, key: &str) -> AppResult<()> {
         self.client
             .delete_object()
             .bucket(&self.bucket)
             .key(key)
             .send()
             .await
-            .context("DELETE object")?;
+            .map_err(|e| store_error(e, "DELETE object"))?;
         Ok(())
     }
 
@@ -192,4 +211,20 @@ impl Storage {
             .context("creating the bucket")?;
         Ok(())
     }
+}
+
+/// The store not answering (refused, timed out, 5xx) is 503 `unavailable`,
+/// for the client to retry; anything else is a 500.
+fn store_error<E>(e: SdkError<E, HttpResponse>, what: &'static str) -> AppError
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let unavailable = matches!(e, SdkError::DispatchFailure(_) | SdkError::TimeoutError(_))
+        || e.raw_response()
+            .is_some_and(|r| r.status().is_server_error());
+    if unavailable {
+        tracing::warn!(error = %aws_sdk_s3::error::DisplayErrorContext(&e), what, "object store unavailable");
+        return AppError::Unavailable("The file store is unavailable; try again shortly.".into());
+    }
+    AppError::Internal(anyhow::Error::new(e).context(what))
 }
