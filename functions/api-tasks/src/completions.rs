@@ -1,12 +1,12 @@
 //! Completions: record one (idempotently), list them, undo one.
 
 use axum::extract::State as S;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use honeydue_core::domain::recurrence;
 use honeydue_core::{membership, AppError, AppResult, OnConstraint, Validator};
-use honeydue_http::{AuthUser, Json, Page, Paginated, PathId, Query, State};
+use honeydue_http::{AuthUser, IdempotencyKey, Json, Page, Paginated, PathId, Query, State};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -116,14 +116,9 @@ fn occurrence_completed() -> AppError {
 async fn create(
     S(state): S<State>,
     user: AuthUser,
-    headers: HeaderMap,
+    IdempotencyKey(idem): IdempotencyKey,
     Json(b): Json<CompletionIn>,
 ) -> AppResult<impl IntoResponse> {
-    let idem = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty());
     let now = Utc::now();
     let completed_at = b.completed_at.unwrap_or(now);
     let mut v = Validator::new();
@@ -144,11 +139,6 @@ async fn create(
         b.rating.is_none_or(|r| (1..=5).contains(&r)),
         "rating",
         "Rate from 1 to 5.",
-    );
-    v.check(
-        idem.as_ref().is_none_or(|k| k.len() <= 200),
-        "Idempotency-Key",
-        "At most 200 characters.",
     );
     let uploads = b.upload_ids.clone().unwrap_or_default();
     v.check(uploads.len() <= 10, "upload_ids", "At most 10 photos.");

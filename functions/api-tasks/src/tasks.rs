@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use honeydue_core::domain::board::{column, Column, TaskState, SHOWN};
 use honeydue_core::domain::recurrence::{self, Anchor};
 use honeydue_core::{limits, membership, AppError, AppResult, Validator};
-use honeydue_http::{AuthUser, Json, PathId, Query, State};
+use honeydue_http::{AuthUser, IdempotencyKey, Json, PathId, Query, State};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -16,7 +16,7 @@ use sqlx::PgConnection;
 
 honeydue_http::routes! { State;
     GET "/api/tasks/" => board_all, User, "The board across all the caller's residences (?days=)";
-    POST "/api/tasks/" => create, User, "Create a task (tier-limited)";
+    POST "/api/tasks/" => create, User, "Create a task (tier-limited; Idempotency-Key)";
     GET "/api/tasks/by-residence/{id}/" => board_residence, User, "One residence's board (?days=)";
     GET "/api/tasks/{id}/" => detail, User, "One task";
     PATCH "/api/tasks/{id}/" => update, User, "Change a task";
@@ -376,6 +376,7 @@ async fn validate(
 async fn create(
     S(state): S<State>,
     user: AuthUser,
+    IdempotencyKey(idem): IdempotencyKey,
     Json(b): Json<TaskIn>,
 ) -> AppResult<impl IntoResponse> {
     let residence_id = b
@@ -383,6 +384,31 @@ async fn create(
         .ok_or_else(|| AppError::field("residence_id", "This field is required."))?;
     let mut tx = state.db.begin().await?;
     membership::writer(&mut tx, user.id, residence_id).await?;
+    if let Some(key) = &idem {
+        // A retry of a create already recorded: the same task, no change.
+        // One key's creates are serialised, so a concurrent retry waits
+        // here and then finds the task.
+        sqlx::query!(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, $2))",
+            key,
+            user.id
+        )
+        .execute(&mut *tx)
+        .await?;
+        let existing = sqlx::query_scalar!(
+            "SELECT id FROM tasks WHERE created_by = $1 AND idempotency_key = $2",
+            user.id,
+            key
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(id) = existing {
+            let task = load_task(&mut tx, user.id, id).await?;
+            tx.commit().await?;
+            let today = membership::today_in(&user.timezone);
+            return Ok((StatusCode::OK, Json(task.to_json(today, 30))));
+        }
+    }
     validate(&mut tx, user.id, residence_id, &b, true).await?;
     let owner = limits::residence_owner(&mut tx, residence_id).await?;
     limits::check(&mut tx, owner, limits::Resource::Tasks).await?;
@@ -390,8 +416,8 @@ async fn create(
     let id = sqlx::query_scalar!(
         "INSERT INTO tasks (residence_id, created_by, title, description, category_id, priority_id, frequency_id,
                             custom_interval_days, recurrence_anchor, due_date, next_due_date, assigned_to,
-                            contractor_id, estimated_cost)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13) RETURNING id",
+                            contractor_id, estimated_cost, idempotency_key)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $11, $12, $13, $14) RETURNING id",
         residence_id,
         user.id,
         b.title.as_deref().unwrap_or_default().trim(),
@@ -405,6 +431,7 @@ async fn create(
         b.assigned_to.flatten(),
         b.contractor_id.flatten(),
         b.estimated_cost.flatten(),
+        idem,
     )
     .fetch_one(&mut *tx)
     .await?;

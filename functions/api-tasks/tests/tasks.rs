@@ -961,3 +961,81 @@ async fn completion_costs_that_do_not_fit_numeric_12_2_are_422_not_500() {
         "newest first"
     );
 }
+
+#[tokio::test]
+async fn a_create_retried_with_its_idempotency_key_is_the_same_task() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (b, tb) = user(&db.pool, "b@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    add_member(&db.pool, home, b, "member").await;
+    let create = |token: String, key: &'static str| {
+        let c = c.clone();
+        async move {
+            let body = json!({"residence_id": home, "title": format!("gutters {key}")});
+            c.send_raw(
+                Method::POST,
+                "/api/tasks/",
+                Some(body.to_string().into_bytes()),
+                Some(&token),
+                &[("idempotency-key", key)],
+            )
+            .await
+        }
+    };
+    let r1 = create(ta.clone(), "k-1").await;
+    assert_eq!(r1.status, 201, "{}", r1.text());
+    let r2 = create(ta.clone(), "k-1").await;
+    assert_eq!(
+        r2.status,
+        200,
+        "a retry is answered with the task: {}",
+        r2.text()
+    );
+    assert_eq!(r1.json()["id"], r2.json()["id"]);
+    assert_eq!(r1.json()["title"], r2.json()["title"]);
+
+    // Retries racing each other: one task.
+    let racing: Vec<_> = (0..6)
+        .map(|_| tokio::spawn(create(ta.clone(), "k-2")))
+        .collect();
+    let mut statuses = Vec::new();
+    let mut ids = std::collections::BTreeSet::new();
+    for r in racing {
+        let r = r.await.unwrap();
+        statuses.push(r.status);
+        ids.insert(r.json()["id"].as_i64().unwrap());
+    }
+    statuses.sort();
+    assert_eq!(statuses, vec![200, 200, 200, 200, 200, 201]);
+    assert_eq!(ids.len(), 1);
+
+    // A key is the caller's own: another member's same key is another task.
+    let rb = create(tb.clone(), "k-1").await;
+    assert_eq!(rb.status, 201, "{}", rb.text());
+    assert_ne!(rb.json()["id"], r1.json()["id"]);
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM tasks")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 3);
+
+    // Without a key every create is new; a bad key is refused.
+    task(&c, &ta, json!({"residence_id": home, "title": "no key"})).await;
+    task(&c, &ta, json!({"residence_id": home, "title": "no key"})).await;
+    let long = "k".repeat(201);
+    let r = c
+        .send_raw(
+            Method::POST,
+            "/api/tasks/",
+            Some(
+                json!({"residence_id": home, "title": "x"})
+                    .to_string()
+                    .into_bytes(),
+            ),
+            Some(&ta),
+            &[("idempotency-key", long.as_str())],
+        )
+        .await;
+    assert_eq!(r.status, 422, "{}", r.text());
+}

@@ -208,6 +208,37 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
+/// The `Idempotency-Key` header of a create: a retry with the same key
+/// returns what the first request created instead of creating it again (the
+/// client lost the answer, not the write). Blank is no key; over 200
+/// characters is a 422.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub Option<String>);
+
+/// The longest `Idempotency-Key` accepted.
+pub const IDEMPOTENCY_KEY_MAX: usize = 200;
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let Some(v) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        let v = v
+            .to_str()
+            .map_err(|_| AppError::field("Idempotency-Key", "Use visible ASCII characters."))?
+            .trim();
+        if v.len() > IDEMPOTENCY_KEY_MAX {
+            return Err(AppError::field(
+                "Idempotency-Key",
+                format!("At most {IDEMPOTENCY_KEY_MAX} characters."),
+            ));
+        }
+        Ok(IdempotencyKey((!v.is_empty()).then(|| v.to_string())))
+    }
+}
+
 /// For PATCH bodies: `Option<Option<T>>` where an absent field is `None`
 /// (keep), `null` is `Some(None)` (clear) and a value is `Some(Some(v))`.
 /// Use with `#[serde(default, deserialize_with = "honeydue_http::extract::nullable")]`.
