@@ -836,22 +836,26 @@ mod urgent_mail {
         Mailer::new(&cfg, "honeyDue <noreply@honeydue.test>").unwrap()
     }
 
-    async fn status_of(db: &TestDb, kind: &str) -> Vec<(String, i32)> {
-        sqlx::query_as("SELECT status, attempts FROM email_outbox WHERE kind = $1 ORDER BY id")
-            .bind(kind)
-            .fetch_all(&db.pool)
-            .await
-            .unwrap()
+    /// Status, attempts and whether a failure was recorded, per row.
+    async fn status_of(db: &TestDb, kind: &str) -> Vec<(String, i32, bool)> {
+        sqlx::query_as(
+            "SELECT status, attempts, last_error IS NOT NULL FROM email_outbox WHERE kind = $1 ORDER BY id",
+        )
+        .bind(kind)
+        .fetch_all(&db.pool)
+        .await
+        .unwrap()
     }
 
     /// Waits (up to 15 s) until the outbox rows of `kind` leave `pending`
-    /// or are attempted.
+    /// or record a failure (a row is claimed, its attempt counted, before
+    /// it is sent).
     async fn settled(db: &TestDb, kind: &str, n: usize) -> Vec<(String, i32)> {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let rows = status_of(db, kind).await;
-            if rows.len() == n && rows.iter().all(|(s, a)| s != "pending" || *a > 0) {
-                return rows;
+            if rows.len() == n && rows.iter().all(|(s, _, failed)| s != "pending" || *failed) {
+                return rows.into_iter().map(|(s, a, _)| (s, a)).collect();
             }
             assert!(Instant::now() < deadline, "outbox never settled: {rows:?}");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -929,11 +933,25 @@ mod urgent_mail {
             )
             .await;
         assert_eq!(r.status, 201, "the request does not depend on SMTP");
-        // Attempted once, still pending: the dispatcher's retry delivers it.
-        assert_eq!(
-            settled(&db, "verify_email", 1).await,
-            [("pending".to_string(), 1)]
-        );
+        // Tried and given back: still pending, its attempt not counted (the
+        // server was unreachable, not the message refused), due at once, so
+        // the dispatcher's next run delivers it.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let row = loop {
+            let row: Option<(String, i32, bool)> = sqlx::query_as(
+                "SELECT status, attempts, next_attempt_at <= now() FROM email_outbox
+                  WHERE kind = 'verify_email' AND last_error IS NOT NULL",
+            )
+            .fetch_optional(&db.pool)
+            .await
+            .unwrap();
+            if let Some(row) = row {
+                break row;
+            }
+            assert!(Instant::now() < deadline, "the send was never tried");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(row, ("pending".to_string(), 0, true));
     }
 }
 

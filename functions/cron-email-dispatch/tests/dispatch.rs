@@ -116,20 +116,56 @@ async fn smtp_down_then_up_delivers_once() {
     let d = dispatcher(&db, port);
     let s = d.run().await.unwrap();
     assert_eq!((s.sent, s.retried), (0, 1), "nothing listens yet");
-    assert_eq!(status(&db, id).await.0, "pending");
+    // An outage is the server's, not the message's: no attempt used up, no
+    // back-off, the error kept for the admin.
+    let (st, attempts, err) = status(&db, id).await;
+    assert_eq!((st.as_str(), attempts), ("pending", 0));
+    assert!(err.is_some_and(|e| !e.is_empty()));
+    let due: bool =
+        sqlx::query_scalar("SELECT next_attempt_at <= now() FROM email_outbox WHERE id = $1")
+            .bind(id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert!(due, "due again at once");
     let smtp = tokio::task::spawn_blocking(move || TestSmtp::start_on(port))
         .await
         .unwrap();
-    // Time passes: the retry is due.
+    // The first run after the outage delivers it.
+    assert_eq!(d.run().await.unwrap().sent, 1);
+    assert_eq!(d.run().await.unwrap().sent, 0);
+    let msgs = smtp.messages();
+    assert_eq!(msgs.len(), 1);
+    assert!(
+        msgs[0].contains(&format!("Message-ID: <outbox-{id}@honeydue.test>")),
+        "{}",
+        msgs[0]
+    );
+    let (st, attempts, err) = status(&db, id).await;
+    assert_eq!((st.as_str(), attempts, err), ("sent", 1, None));
+}
+
+#[tokio::test]
+async fn a_run_that_dies_mid_send_gives_its_rows_back_after_the_lease() {
+    let db = TestDb::new().await;
+    let smtp = tokio::task::spawn_blocking(TestSmtp::start).await.unwrap();
+    let id = enqueue(&db, "cal@example.com", "Leased").await;
+    // A dispatcher claimed the row, then died before sending it.
+    sqlx::query(
+        "UPDATE email_outbox SET attempts = 1, next_attempt_at = now() + interval '300 seconds'",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let d = dispatcher(&db, smtp.port);
+    assert_eq!(d.run().await.unwrap().sent, 0, "leased: not taken");
     sqlx::query("UPDATE email_outbox SET next_attempt_at = now()")
         .execute(&db.pool)
         .await
         .unwrap();
-    assert_eq!(d.run().await.unwrap().sent, 1);
-    assert_eq!(d.run().await.unwrap().sent, 0);
+    assert_eq!(d.run().await.unwrap().sent, 1, "the lease ran out");
     assert_eq!(smtp.messages().len(), 1);
-    let (st, attempts, _) = status(&db, id).await;
-    assert_eq!((st.as_str(), attempts), ("sent", 2));
+    assert_eq!(status(&db, id).await.1, 2);
 }
 
 #[tokio::test]

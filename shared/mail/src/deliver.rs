@@ -1,10 +1,23 @@
-//! Outbox delivery over SMTP (lettre): claim due rows with
+//! Outbox delivery over SMTP (lettre). Due rows are claimed with
 //! `FOR UPDATE SKIP LOCKED` (so concurrent dispatchers never take the same
-//! row), send, and record the outcome. Transient failures (SMTP down, 4xx)
-//! retry with exponential back-off; permanent ones (5xx, a malformed
-//! address) are marked dead for an admin to see. Nothing committed is lost:
-//! a row leaves `pending` only when the server accepted it or refused it for
-//! good.
+//! row) in a short transaction that leases them (`next_attempt_at` moves a
+//! few minutes ahead, so a dispatcher that dies mid-send gives them back);
+//! then each is sent and its outcome recorded at once, one row at a time.
+//! Recording a delivery is retried while the database is briefly
+//! unreachable, so a restart does not turn into a second copy.
+//!
+//! * a 5xx or a malformed address: dead, for an admin to see;
+//! * a 4xx about this message: retried with exponential back-off;
+//! * the server unreachable (refused, timed out, TLS): the run stops and
+//!   gives the unsent rows back due now, their attempt not counted, so an
+//!   outage delays mail until the next run after it ends and never uses up
+//!   a message's attempts.
+//!
+//! Each message's `Message-ID` is derived from its row, so the rare copy
+//! sent twice (the server accepted it, then the connection or the
+//! recording failed) is the same message to the recipient's mail client.
+//! Nothing committed is lost: a row leaves `pending` only when the server
+//! accepted it or refused it for good.
 
 use std::time::{Duration, Instant};
 
@@ -159,10 +172,18 @@ enum Outcome {
     Sent,
     Retry(String),
     Dead(String),
+    Unreachable(String),
 }
+
+/// How long a claimed row stays leased to the dispatcher that claimed it.
+pub const LEASE: Duration = Duration::from_secs(300);
+
+/// How long recording a delivery is retried while the database is away.
+const RECORD_PATIENCE: Duration = Duration::from_secs(30);
 
 fn build(
     mailer: &Mailer,
+    id: i64,
     to: &str,
     subject: &str,
     text: &str,
@@ -173,6 +194,10 @@ fn build(
         .parse()
         .map_err(|e| format!("bad recipient address: {e}"))?;
     let mut b = Message::builder()
+        .message_id(Some(format!(
+            "<outbox-{id}@{}>",
+            mailer.from.email.domain()
+        )))
         .from(mailer.from.clone())
         .to(to)
         .subject(subject);
@@ -222,24 +247,31 @@ async fn deliver(
     let started = Instant::now();
     let mut stats = Stats::default();
     loop {
-        let mut tx = pool.begin().await?;
         let rows = sqlx::query!(
-            "SELECT id, to_address, subject, body_text, body_html, headers, attempts FROM email_outbox
-              WHERE status = 'pending' AND next_attempt_at <= now()
-                AND ($2::bigint[] IS NULL OR id = ANY ($2))
-              ORDER BY next_attempt_at, id
-              LIMIT $1
-              FOR UPDATE SKIP LOCKED",
+            r#"UPDATE email_outbox o
+                  SET attempts = o.attempts + 1, next_attempt_at = now() + make_interval(secs => $3)
+                 FROM (SELECT id FROM email_outbox
+                        WHERE status = 'pending' AND next_attempt_at <= now()
+                          AND ($2::bigint[] IS NULL OR id = ANY ($2))
+                        ORDER BY next_attempt_at, id
+                        LIMIT $1
+                        FOR UPDATE SKIP LOCKED) due
+                WHERE o.id = due.id
+            RETURNING o.id, o.to_address, o.subject, o.body_text, o.body_html, o.headers, o.attempts"#,
             policy.batch,
-            only as Option<&[i64]>
+            only as Option<&[i64]>,
+            LEASE.as_secs_f64()
         )
-        .fetch_all(&mut *tx)
+        .fetch_all(pool)
         .await?;
         let claimed = rows.len() as i64;
-        let claimed_ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        let mut unsent: Vec<i64> = rows.iter().map(|r| r.id).collect();
+        unsent.reverse();
         for r in rows {
+            unsent.pop();
             let outcome = match build(
                 mailer,
+                r.id,
                 &r.to_address,
                 &r.subject,
                 &r.body_text,
@@ -250,30 +282,17 @@ async fn deliver(
                 Ok(msg) => match mailer.transport.send(msg).await {
                     Ok(_) => Outcome::Sent,
                     Err(e) if e.is_permanent() => Outcome::Dead(e.to_string()),
-                    Err(e) => Outcome::Retry(e.to_string()),
+                    Err(e) if e.is_transient() => Outcome::Retry(e.to_string()),
+                    Err(e) => Outcome::Unreachable(format!("{e:#}")),
                 },
             };
-            match outcome {
+            let (status, wait, error) = match outcome {
                 Outcome::Sent => {
-                    sqlx::query!(
-                        "UPDATE email_outbox SET status = 'sent', sent_at = now(), attempts = attempts + 1, last_error = NULL WHERE id = $1",
-                        r.id
-                    )
-                    .execute(&mut *tx)
-                    .await?;
                     stats.sent += 1;
+                    ("sent", Duration::ZERO, None)
                 }
-                Outcome::Retry(e) if r.attempts + 1 < policy.max_attempts => {
-                    let wait = backoff(r.attempts);
-                    sqlx::query!(
-                        "UPDATE email_outbox SET attempts = attempts + 1, last_error = $2,
-                                next_attempt_at = now() + make_interval(secs => $3) WHERE id = $1",
-                        r.id,
-                        e,
-                        wait.as_secs_f64()
-                    )
-                    .execute(&mut *tx)
-                    .await?;
+                Outcome::Retry(e) if r.attempts < policy.max_attempts => {
+                    let wait = backoff(r.attempts - 1);
                     tracing::warn!(
                         email_id = r.id,
                         error = e,
@@ -281,37 +300,84 @@ async fn deliver(
                         "email delivery failed; will retry"
                     );
                     stats.retried += 1;
+                    ("pending", wait, Some(e))
                 }
                 Outcome::Retry(e) | Outcome::Dead(e) => {
-                    sqlx::query!(
-                        "UPDATE email_outbox SET status = 'dead', attempts = attempts + 1, last_error = $2 WHERE id = $1",
-                        r.id,
-                        e
-                    )
-                    .execute(&mut *tx)
-                    .await?;
                     tracing::error!(email_id = r.id, error = e, "email delivery failed for good");
                     stats.dead += 1;
+                    ("dead", Duration::ZERO, Some(e))
                 }
-            }
+                Outcome::Unreachable(e) => {
+                    // The server, not the message: give this row and the
+                    // rest back, due now and uncounted, and stop.
+                    unsent.push(r.id);
+                    tracing::warn!(
+                        error = e,
+                        unsent = unsent.len(),
+                        "SMTP server unreachable; the next run retries"
+                    );
+                    stats.retried += unsent.len() as u32;
+                    sqlx::query!(
+                        "UPDATE email_outbox SET attempts = attempts - 1, next_attempt_at = now(), last_error = $2
+                          WHERE id = ANY($1) AND status = 'pending'",
+                        &unsent,
+                        e
+                    )
+                    .execute(pool)
+                    .await?;
+                    return Ok(stats);
+                }
+            };
+            record(pool, r.id, status, wait, error.as_deref()).await?;
         }
-        // Emails that carried a one-time code keep no trace of it once they
-        // are done with (sent or given up).
-        if !claimed_ids.is_empty() {
-            sqlx::query!(
-                "UPDATE email_outbox SET subject = $2, body_text = $2, body_html = NULL
-              WHERE id = ANY($1) AND status <> 'pending' AND kind = ANY($3)",
-                &claimed_ids,
-                crate::REDACTED,
-                crate::CODE_KINDS as &[&str]
-            )
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
         if claimed < policy.batch || started.elapsed() > policy.budget {
             break;
         }
     }
     Ok(stats)
+}
+
+/// Records one row's outcome, retrying while the database is unreachable
+/// (a restart, a failover) for up to [`RECORD_PATIENCE`]: a sent message
+/// whose delivery is not recorded is sent again after its lease. Emails
+/// that carried a one-time code keep no trace of it once done with.
+async fn record(
+    pool: &PgPool,
+    id: i64,
+    status: &str,
+    wait: Duration,
+    error: Option<&str>,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    loop {
+        let done = sqlx::query!(
+            "UPDATE email_outbox
+                SET status = $2, last_error = $4,
+                    sent_at = CASE WHEN $2 = 'sent' THEN now() END,
+                    next_attempt_at = now() + make_interval(secs => $3),
+                    subject = CASE WHEN $2 <> 'pending' AND kind = ANY($5) THEN $6 ELSE subject END,
+                    body_text = CASE WHEN $2 <> 'pending' AND kind = ANY($5) THEN $6 ELSE body_text END,
+                    body_html = CASE WHEN $2 <> 'pending' AND kind = ANY($5) THEN NULL ELSE body_html END
+              WHERE id = $1",
+            id,
+            status,
+            wait.as_secs_f64(),
+            error,
+            crate::CODE_KINDS as &[&str],
+            crate::REDACTED
+        )
+        .execute(pool)
+        .await;
+        match done {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if honeydue_core::error::db_unavailable(&e)
+                    && started.elapsed() < RECORD_PATIENCE =>
+            {
+                tracing::warn!(email_id = id, error = %e, "cannot record the delivery yet; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e).context("recording a delivery"),
+        }
+    }
 }
