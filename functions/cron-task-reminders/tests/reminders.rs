@@ -314,11 +314,12 @@ async fn repeated_concurrent_and_taken_over_runs_send_once() {
         served(&r).is_empty() && r["skipped"] == json!(["2026-06-10T14:00:00Z"]),
         "{r}"
     );
-    // A run that died holding the slot, or failed: taken over, and the
-    // ledger keeps it from sending again.
+    // A run that died holding the slot (its row says running, a moment ago,
+    // but its session and lock are gone), or failed: taken over at once,
+    // and the ledger keeps it from sending again.
     exec(
         p,
-        "UPDATE job_runs SET status = 'running', started_at = now() - interval '1 hour'",
+        "UPDATE job_runs SET status = 'running', started_at = now()",
     )
     .await;
     let r = at(&c, "2026-06-10T14:00:00Z").await;
@@ -334,6 +335,27 @@ async fn repeated_concurrent_and_taken_over_runs_send_once() {
         .await
         .unwrap();
     assert_eq!(attempts, 3);
+    // A run still alive holds its slot's lock: another run skips the slot
+    // whatever its row says.
+    exec(p, "UPDATE job_runs SET status = 'failed'").await;
+    let mut holder = p.acquire().await.unwrap();
+    let slot = chrono::DateTime::parse_from_rfc3339("2026-06-10T14:00:00Z")
+        .unwrap()
+        .timestamp();
+    for f in ["pg_advisory_lock", "pg_advisory_unlock"] {
+        sqlx::query(&format!("SELECT {f}(hashtextextended($1, $2))"))
+            .bind(JOB.name)
+            .bind(slot)
+            .execute(&mut *holder)
+            .await
+            .unwrap();
+        if f == "pg_advisory_lock" {
+            let r = at(&c, "2026-06-10T14:00:00Z").await;
+            assert!(served(&r).is_empty(), "{r}");
+        }
+    }
+    let r = at(&c, "2026-06-10T14:00:00Z").await;
+    assert_eq!(served(&r), ["2026-06-10T14:00:00Z"]);
 }
 
 #[tokio::test]

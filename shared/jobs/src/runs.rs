@@ -7,20 +7,22 @@
 //! last recorded slot and recorded ones that failed; a job with no recorded
 //! slot serves only its own.
 //!
-//! A slot is claimed by inserting its row. A slot another run holds is
-//! skipped; a slot whose run failed, or has held it longer than
-//! [`STALE_AFTER_MINUTES`] (it died), is taken over. The ledgers behind each
-//! message make even a taken-over slot send nothing twice.
+//! A run holds a slot with a Postgres session advisory lock on a connection
+//! of its own for as long as it serves it, and records it in its row. A slot
+//! whose lock another run holds is skipped (two runs at once: one serves);
+//! a slot recorded `done` is skipped; any other (never run, failed, or
+//! `running` with nobody holding the lock: the run died, its connection
+//! closed, the lock went with it) is served at once, with no wait for a
+//! timeout. The ledgers behind each message make even a taken-over slot
+//! send nothing twice.
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{PgPool, Postgres};
 
 use crate::{Ctx, Job};
-
-/// A run holding a slot longer than this is presumed dead.
-pub const STALE_AFTER_MINUTES: i32 = 15;
 
 /// How often a job runs.
 #[derive(Debug, Clone, Copy)]
@@ -120,23 +122,66 @@ pub async fn slots_for(
     Ok(out)
 }
 
-/// Claims `slot` for this run; false if another run holds or finished it.
-pub async fn claim(pool: &PgPool, job: &str, slot: DateTime<Utc>) -> sqlx::Result<bool> {
+/// A slot held by this run: the connection holding its advisory lock.
+pub struct Lease {
+    conn: PoolConnection<Postgres>,
+    key: i64,
+}
+
+impl Lease {
+    /// Lets the slot go. If the unlock cannot be sent, the connection is
+    /// closed instead of returned to the pool (closing releases the lock).
+    pub async fn release(mut self) {
+        let unlocked = sqlx::query_scalar!("SELECT pg_advisory_unlock($1)", self.key)
+            .fetch_one(&mut *self.conn)
+            .await;
+        if !matches!(unlocked, Ok(Some(true))) {
+            self.conn.close_on_drop();
+        }
+    }
+}
+
+/// Claims `slot` for this run: `None` if another run holds it now or it is
+/// done.
+pub async fn claim(pool: &PgPool, job: &str, slot: DateTime<Utc>) -> sqlx::Result<Option<Lease>> {
+    let mut conn = pool.acquire().await?;
+    let key = sqlx::query_scalar!(
+        r#"SELECT hashtextextended($1, $2) AS "key!""#,
+        job,
+        slot.timestamp()
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let locked = sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock($1) AS "locked!""#, key)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !locked {
+        return Ok(None);
+    }
+    let mut lease = Lease { conn, key };
     let row = sqlx::query_scalar!(
         r#"INSERT INTO job_runs (job, scheduled_for) VALUES ($1, $2)
            ON CONFLICT (job, scheduled_for) DO UPDATE
               SET status = 'running', attempts = job_runs.attempts + 1, started_at = now(),
                   finished_at = NULL, last_error = NULL
-            WHERE job_runs.status = 'failed'
-               OR (job_runs.status = 'running' AND job_runs.started_at < now() - make_interval(mins => $3))
+            WHERE job_runs.status <> 'done'
            RETURNING attempts"#,
         job,
         slot,
-        STALE_AFTER_MINUTES
     )
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.is_some())
+    .fetch_optional(&mut *lease.conn)
+    .await;
+    match row {
+        Ok(Some(_)) => Ok(Some(lease)),
+        Ok(None) => {
+            lease.release().await;
+            Ok(None)
+        }
+        Err(e) => {
+            lease.release().await;
+            Err(e)
+        }
+    }
 }
 
 async fn finish(
@@ -177,12 +222,14 @@ pub async fn run_event(ctx: &Ctx, job: &Job, event: &Value) -> anyhow::Result<Ru
     };
     let mut failures = Vec::new();
     for s in slots_for(&ctx.db, job.name, job.cadence, slot).await? {
-        if !claim(&ctx.db, job.name, s).await? {
+        let Some(lease) = claim(&ctx.db, job.name, s).await? else {
             report.skipped.push(s);
             continue;
-        }
+        };
         let outcome = (job.run)(ctx, s).await.map_err(|e| format!("{e:#}"));
-        finish(&ctx.db, job.name, s, &outcome).await?;
+        let finished = finish(&ctx.db, job.name, s, &outcome).await;
+        lease.release().await;
+        finished?;
         match outcome {
             Ok(stats) => {
                 tracing::info!(job = job.name, slot = %s, stats = %stats, "slot served");
