@@ -6,7 +6,7 @@ SHELL := /bin/bash
 WITH_ENV = eval "$$(scripts/toolchain.sh)" && eval "$$(scripts/services.sh)"
 
 .PHONY: help dev watch test bench build lint fmt services services-stop sqlx-prepare clean \
-        k3s openapi k3s-check edge-check sam-validate sam-build images push release deploy fuzz
+        k3s openapi k3s-check edge-check chaos sam-validate sam-build images push release deploy fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 16
@@ -28,6 +28,7 @@ test: ## fmt, clippy, every test (real Postgres, Redis, S3, SMTP), manifest and 
 	  cargo test --workspace && \
 	  scripts/k3s-check.sh && \
 	  scripts/edge-check.sh && \
+	  scripts/chaos.sh --short && \
 	  TAG=0123456789ab scripts/deploy.sh --render && \
 	  scripts/image-check.sh
 
@@ -84,6 +85,10 @@ k3s-check: ## offline: kustomize render, Kubernetes 1.34 schemas, checkov, hadol
 
 edge-check: ## the production overlay behind the real Traefik, pods as processes: routes, errors, limits, TLS, rollouts (needs the debug build)
 	@$(WITH_ENV) && scripts/edge-check.sh
+
+chaos: ## faults under load through the real Traefik (Postgres, Redis, S3, SMTP, workers, pods, the scheduled runs); writes the table to RELIABILITY.md
+	@$(WITH_ENV) && cargo build --workspace --bins && \
+	  scripts/chaos.sh --out .local/chaos-table.md --doc RELIABILITY.md
 
 sam-validate: ## sam validate --lint and cfn-lint on template.yaml (offline)
 	@eval "$$(scripts/pytools.sh sam)" && SAM_CLI_TELEMETRY=0 sam validate --lint && cfn-lint template.yaml
