@@ -61,7 +61,7 @@ dispatcher=$!
 # in job_runs, so the repeats do nothing.
 ( while true; do
     for f in cron-task-reminders cron-overdue-reminders cron-warranty-reminders \
-             cron-daily-digest cron-onboarding-emails cron-cleanup; do
+             cron-daily-digest cron-onboarding-emails cron-cleanup cron-push-dispatch; do
       AWS_LAMBDA_LOG_LEVEL=warn "${CARGO_TARGET_DIR:-target}"/debug/shim invoke --function "$f" --scheduled >/dev/null 2>>.local/jobs.log || true
     done
     sleep 60

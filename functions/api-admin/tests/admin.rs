@@ -393,3 +393,66 @@ async fn onboarding_emails_and_job_runs_are_visible() {
         r.text()
     );
 }
+
+#[tokio::test]
+async fn the_push_outbox_shows_each_push_and_its_device_without_the_token() {
+    let (db, c, admin) = spawn().await;
+    let (ann, _) = user(&db.pool, "ann@example.com").await;
+    let (bob, _) = user(&db.pool, "bob@example.com").await;
+    sqlx::query(
+        "INSERT INTO devices (user_id, platform, token, active) VALUES
+           ($1, 'ios', 'secret-apns-token', FALSE), ($2, 'android', 'secret-fcm-token', TRUE)",
+    )
+    .bind(ann)
+    .bind(bob)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO push_outbox (user_id, device_id, kind, title, status, attempts, last_error)
+         SELECT d.user_id, d.id, 'completed', 'A task was completed',
+                CASE WHEN d.active THEN 'pending' ELSE 'dead' END,
+                CASE WHEN d.active THEN 0 ELSE 1 END,
+                CASE WHEN d.active THEN NULL ELSE 'APNs 410 Unregistered' END
+           FROM devices d",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let r = c
+        .get("/api/admin/push-outbox/?status=dead", Some(&admin))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["results"].as_array().unwrap().len(), 1);
+    let row = &r.json()["results"][0];
+    assert_eq!(row["user_id"], ann);
+    assert_eq!(row["platform"], "ios");
+    assert_eq!(row["device_active"], false);
+    assert_eq!(row["last_error"], "APNs 410 Unregistered");
+    let all = c.get("/api/admin/push-outbox/", Some(&admin)).await;
+    assert_eq!(all.json()["results"].as_array().unwrap().len(), 2);
+    assert!(
+        !all.text().contains("secret-"),
+        "tokens are not listed: {}",
+        all.text()
+    );
+    let bobs = c
+        .get(&format!("/api/admin/push-outbox/?user={bob}"), Some(&admin))
+        .await;
+    assert_eq!(bobs.json()["results"][0]["status"], "pending");
+    assert_eq!(bobs.json()["results"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        c.get("/api/admin/push-outbox/?status=odd", Some(&admin))
+            .await
+            .status,
+        422
+    );
+    // An app token is not an admin's.
+    let (_, app_token) = user(&db.pool, "eve@example.com").await;
+    assert_eq!(
+        c.get("/api/admin/push-outbox/", Some(&app_token))
+            .await
+            .status,
+        401
+    );
+}

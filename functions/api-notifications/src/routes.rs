@@ -116,6 +116,9 @@ async fn unread_count(S(state): S<State>, user: AuthUser) -> AppResult<Json<Valu
 struct DeviceOut {
     id: i64,
     platform: String,
+    /// False once Apple or Google said its token is gone (registering the
+    /// token again turns it back on).
+    active: bool,
     created_at: DateTime<Utc>,
     last_seen_at: DateTime<Utc>,
 }
@@ -123,7 +126,7 @@ struct DeviceOut {
 async fn devices(S(state): S<State>, user: AuthUser) -> AppResult<Json<Vec<DeviceOut>>> {
     let rows = sqlx::query_as!(
         DeviceOut,
-        "SELECT id, platform, created_at, last_seen_at FROM devices WHERE user_id = $1 ORDER BY id",
+        "SELECT id, platform, active, created_at, last_seen_at FROM devices WHERE user_id = $1 ORDER BY id",
         user.id
     )
     .fetch_all(&state.db)
@@ -169,7 +172,8 @@ async fn register_device(
     // Registers the token, or locks the row that already has it.
     let held = sqlx::query!(
         "INSERT INTO devices (user_id, platform, token) VALUES ($1, $2, $3)
-         ON CONFLICT (platform, token) DO UPDATE SET last_seen_at = now()
+         ON CONFLICT (platform, token) DO UPDATE
+            SET last_seen_at = now(), active = TRUE, deactivated_at = NULL, deactivated_reason = NULL
          RETURNING id, user_id",
         user.id,
         b.platform,
@@ -198,25 +202,26 @@ async fn register_device(
         } else {
             "Android"
         };
-        sqlx::query!(
-            "INSERT INTO notifications (user_id, kind, title, body, data)
-             VALUES ($1, 'device_moved', $2, $3, $4)",
-            held.user_id,
-            "A device was moved to another account",
-            format!(
-                "An {device} device that received this account's notifications was registered \
-                 by another honeyDue account and no longer receives them. If that was not you, \
-                 sign in again on that device."
-            ),
-            json!({"device_id": held.id, "platform": b.platform})
+        honeydue_core::notify::notify(
+            &mut tx,
+            &[honeydue_core::notify::Notice {
+                user_id: held.user_id,
+                kind: "device_moved",
+                title: "A device was moved to another account".into(),
+                body: format!(
+                    "An {device} device that received this account's notifications was registered \
+                     by another honeyDue account and no longer receives them. If that was not you, \
+                     sign in again on that device."
+                ),
+                data: json!({"device_id": held.id, "platform": b.platform}),
+            }],
         )
-        .execute(&mut *tx)
         .await?;
         id
     };
     let d = sqlx::query_as!(
         DeviceOut,
-        "SELECT id, platform, created_at, last_seen_at FROM devices WHERE id = $1",
+        "SELECT id, platform, active, created_at, last_seen_at FROM devices WHERE id = $1",
         id
     )
     .fetch_one(&mut *tx)
@@ -250,6 +255,9 @@ async fn remove_device(
 struct Prefs {
     kinds: Value,
     email_enabled: bool,
+    push_enabled: bool,
+    /// Local hours [start, end) when pushes wait.
+    quiet_hours: Option<(i16, i16)>,
     due_soon_hour: Option<i16>,
     overdue_hour: Option<i16>,
     digest_hour: Option<i16>,
@@ -268,7 +276,9 @@ impl Prefs {
 
 async fn load_prefs(conn: &mut PgConnection, user_id: i64) -> AppResult<Prefs> {
     let row = sqlx::query!(
-        "SELECT kinds, email_enabled, due_soon_hour, overdue_hour, digest_hour FROM notification_preferences WHERE user_id = $1",
+        "SELECT kinds, email_enabled, push_enabled, quiet_hours_start, quiet_hours_end, due_soon_hour, overdue_hour,
+                digest_hour
+           FROM notification_preferences WHERE user_id = $1",
         user_id
     )
     .fetch_optional(conn)
@@ -277,6 +287,8 @@ async fn load_prefs(conn: &mut PgConnection, user_id: i64) -> AppResult<Prefs> {
         Some(r) => Prefs {
             kinds: r.kinds,
             email_enabled: r.email_enabled,
+            push_enabled: r.push_enabled,
+            quiet_hours: r.quiet_hours_start.zip(r.quiet_hours_end),
             due_soon_hour: r.due_soon_hour,
             overdue_hour: r.overdue_hour,
             digest_hour: r.digest_hour,
@@ -284,6 +296,8 @@ async fn load_prefs(conn: &mut PgConnection, user_id: i64) -> AppResult<Prefs> {
         None => Prefs {
             kinds: json!({}),
             email_enabled: true,
+            push_enabled: true,
+            quiet_hours: None,
             due_soon_hour: None,
             overdue_hour: None,
             digest_hour: None,
@@ -300,6 +314,7 @@ fn prefs_out(p: &Prefs, timezone: &str) -> Value {
             json!({
                 "enabled": stored["enabled"].as_bool().unwrap_or(true),
                 "email": stored["email"].as_bool().unwrap_or(true),
+                "push": stored["push"].as_bool().unwrap_or(true),
             }),
         );
     }
@@ -314,6 +329,8 @@ fn prefs_out(p: &Prefs, timezone: &str) -> Value {
     json!({
         "kinds": kinds,
         "email_enabled": p.email_enabled,
+        "push_enabled": p.push_enabled,
+        "quiet_hours": p.quiet_hours.map(|(start, end)| json!({"start": start, "end": end})),
         "timezone": timezone,
         "hours": hours,
     })
@@ -330,6 +347,14 @@ async fn preferences(S(state): S<State>, user: AuthUser) -> AppResult<Json<Value
 struct KindIn {
     enabled: Option<bool>,
     email: Option<bool>,
+    push: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuietIn {
+    start: i16,
+    end: i16,
 }
 
 #[derive(Debug, Deserialize)]
@@ -337,6 +362,11 @@ struct KindIn {
 struct PrefsIn {
     kinds: Option<std::collections::BTreeMap<String, KindIn>>,
     email_enabled: Option<bool>,
+    push_enabled: Option<bool>,
+    /// `{"start": h, "end": h}` (local hours, `end` excluded, wrapping past
+    /// midnight when `start > end`), or null for none.
+    #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
+    quiet_hours: Option<Option<QuietIn>>,
     #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
     due_soon_hour: Option<Option<i16>>,
     #[serde(default, deserialize_with = "honeydue_http::extract::nullable")]
@@ -369,6 +399,18 @@ async fn update_preferences(
             v.check((0..=23).contains(&h), f, "An hour from 0 to 23.");
         }
     }
+    if let Some(Some(q)) = &b.quiet_hours {
+        v.check(
+            (0..=23).contains(&q.start) && (0..=23).contains(&q.end),
+            "quiet_hours",
+            "Hours from 0 to 23.",
+        );
+        v.check(
+            q.start != q.end,
+            "quiet_hours",
+            "Start and end must differ (a window of at least an hour).",
+        );
+    }
     v.finish()?;
     let mut tx = state.db.begin().await?;
     let mut p = load_prefs(&mut tx, user.id).await?;
@@ -382,10 +424,19 @@ async fn update_preferences(
             if let Some(e) = val.email {
                 entry["email"] = json!(e);
             }
+            if let Some(e) = val.push {
+                entry["push"] = json!(e);
+            }
         }
     }
     if let Some(e) = b.email_enabled {
         p.email_enabled = e;
+    }
+    if let Some(e) = b.push_enabled {
+        p.push_enabled = e;
+    }
+    if let Some(q) = b.quiet_hours {
+        p.quiet_hours = q.map(|q| (q.start, q.end));
     }
     if let Some(h) = b.due_soon_hour {
         p.due_soon_hour = h;
@@ -403,9 +454,12 @@ async fn update_preferences(
 
 async fn save_prefs(conn: &mut PgConnection, user_id: i64, p: &Prefs) -> AppResult<()> {
     sqlx::query!(
-        "INSERT INTO notification_preferences (user_id, kinds, email_enabled, due_soon_hour, overdue_hour, digest_hour)
-         VALUES ($1, $2, $3, $4, $5, $6)
+        "INSERT INTO notification_preferences (user_id, kinds, email_enabled, push_enabled, quiet_hours_start,
+                                               quiet_hours_end, due_soon_hour, overdue_hour, digest_hour)
+         VALUES ($1, $2, $3, $7, $8, $9, $4, $5, $6)
          ON CONFLICT (user_id) DO UPDATE SET kinds = EXCLUDED.kinds, email_enabled = EXCLUDED.email_enabled,
+               push_enabled = EXCLUDED.push_enabled, quiet_hours_start = EXCLUDED.quiet_hours_start,
+               quiet_hours_end = EXCLUDED.quiet_hours_end,
                due_soon_hour = EXCLUDED.due_soon_hour, overdue_hour = EXCLUDED.overdue_hour,
                digest_hour = EXCLUDED.digest_hour, updated_at = now()",
         user_id,
@@ -413,7 +467,10 @@ async fn save_prefs(conn: &mut PgConnection, user_id: i64, p: &Prefs) -> AppResu
         p.email_enabled,
         p.due_soon_hour,
         p.overdue_hour,
-        p.digest_hour
+        p.digest_hour,
+        p.push_enabled,
+        p.quiet_hours.map(|q| q.0),
+        p.quiet_hours.map(|q| q.1)
     )
     .execute(conn)
     .await?;

@@ -168,8 +168,10 @@ async fn preferences_default_update_and_validate() {
     let r = c.get("/api/notifications/preferences/", Some(&ta)).await;
     assert_eq!(
         r.json()["kinds"]["due_soon"],
-        json!({"enabled": true, "email": true})
+        json!({"enabled": true, "email": true, "push": true})
     );
+    assert_eq!(r.json()["push_enabled"], true);
+    assert_eq!(r.json()["quiet_hours"], json!(null));
     assert_eq!(r.json()["hours"]["due_soon"]["default_utc_hour"], 14);
     assert_eq!(r.json()["hours"]["daily_digest"]["uses_default"], true);
     let r = c
@@ -182,7 +184,7 @@ async fn preferences_default_update_and_validate() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
         r.json()["kinds"]["daily_digest"],
-        json!({"enabled": true, "email": false})
+        json!({"enabled": true, "email": false, "push": true})
     );
     assert_eq!(r.json()["hours"]["due_soon"]["hour"], 8);
     let r = c
@@ -482,4 +484,85 @@ async fn a_device_token_registered_by_another_account_moves_and_its_owner_is_tol
     assert_eq!(told.len(), 1, "{told:?}");
     assert_eq!(told[0]["kind"], "device_moved");
     assert_eq!(inbox(&c, &ta).await.len(), 1);
+}
+
+#[tokio::test]
+async fn push_preferences_quiet_hours_and_a_device_turned_back_on() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let r = c
+        .patch(
+            "/api/notifications/preferences/",
+            json!({"kinds": {"completed": {"push": false}}, "quiet_hours": {"start": 22, "end": 7}}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.json()["kinds"]["completed"],
+        json!({"enabled": true, "email": true, "push": false})
+    );
+    assert_eq!(r.json()["quiet_hours"], json!({"start": 22, "end": 7}));
+    let r = c
+        .patch(
+            "/api/notifications/preferences/",
+            json!({"push_enabled": false}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.json()["push_enabled"], false);
+    assert_eq!(
+        r.json()["quiet_hours"],
+        json!({"start": 22, "end": 7}),
+        "kept"
+    );
+    let r = c
+        .patch(
+            "/api/notifications/preferences/",
+            json!({"quiet_hours": null}),
+            Some(&ta),
+        )
+        .await;
+    assert_eq!(r.json()["quiet_hours"], json!(null));
+    for bad in [
+        json!({"start": 22, "end": 22}),
+        json!({"start": 24, "end": 7}),
+        json!({"start": 1}),
+    ] {
+        let r = c
+            .patch(
+                "/api/notifications/preferences/",
+                json!({"quiet_hours": bad}),
+                Some(&ta),
+            )
+            .await;
+        assert!(
+            r.status == 422 || r.status == 400,
+            "{bad}: {} {}",
+            r.status,
+            r.text()
+        );
+    }
+    let stored: (bool, Option<i16>) = sqlx::query_as(
+        "SELECT push_enabled, quiet_hours_start FROM notification_preferences WHERE user_id = $1",
+    )
+    .bind(a)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, (false, None), "the refused changes changed nothing");
+
+    // A device whose token a provider said was gone comes back when the app
+    // registers the token again.
+    let id = register_ios(&c, &ta, "apns-token-1").await;
+    sqlx::query("UPDATE devices SET active = FALSE, deactivated_at = now(), deactivated_reason = 'APNs 410' WHERE id = $1")
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let listed = c.get("/api/notifications/devices/", Some(&ta)).await.json();
+    assert_eq!(listed[0]["active"], false);
+    assert_eq!(register_ios(&c, &ta, "apns-token-1").await, id);
+    let listed = c.get("/api/notifications/devices/", Some(&ta)).await.json();
+    assert_eq!(listed[0]["active"], true);
 }

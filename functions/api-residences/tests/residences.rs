@@ -166,6 +166,11 @@ async fn share_join_members_leave() {
     let (_, tv) = user(&db.pool, "v@example.com").await;
     let id = residence(&db.pool, a, "Home").await;
     let base = format!("/api/residences/{id}/");
+    sqlx::query("INSERT INTO devices (user_id, platform, token) VALUES ($1, 'ios', 'a-phone')")
+        .bind(a)
+        .execute(&db.pool)
+        .await
+        .unwrap();
 
     assert_eq!(
         c.get(&format!("{base}share/"), Some(&ta)).await.status,
@@ -215,6 +220,22 @@ async fn share_join_members_leave() {
         .await;
     assert_eq!(r.status, 409);
     assert_eq!(r.error_code(), "already_member");
+    // The owner was told once (in-app, and a push to their phone); the one
+    // who joined was not.
+    let told: Vec<(i64, String, String)> =
+        sqlx::query_as("SELECT user_id, kind, title FROM notifications ORDER BY id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        told,
+        vec![(a, "shared".to_string(), "b joined Home".to_string())]
+    );
+    let pushed: Vec<(i64, String)> = sqlx::query_as("SELECT user_id, kind FROM push_outbox")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(pushed, vec![(a, "shared".to_string())]);
     assert_eq!(
         c.post(
             "/api/residences/join/",

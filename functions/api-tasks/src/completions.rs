@@ -262,19 +262,21 @@ async fn create(
     )
     .execute(&mut *tx)
     .await?;
-    // Tell the other members (in-app).
-    sqlx::query!(
+    // Tell the other members (in-app, and push as their preferences say).
+    let told = sqlx::query_scalar!(
         "INSERT INTO notifications (user_id, kind, title, body, data)
          SELECT m.user_id, 'completed', $3, $4, $5
-           FROM residence_members m WHERE m.residence_id = $1 AND m.user_id <> $2",
+           FROM residence_members m WHERE m.residence_id = $1 AND m.user_id <> $2
+         RETURNING id",
         task.residence_id,
         user.id,
         "A task was completed",
         task.title,
         json!({"task_id": task.id, "completion_id": cid, "completed_by": user.id})
     )
-    .execute(&mut *tx)
+    .fetch_all(&mut *tx)
     .await?;
+    honeydue_core::notify::enqueue_push(&mut tx, &told).await?;
     let completion = load_completion(&mut tx, cid).await?;
     let t = load_task(&mut tx, user.id, task.id).await?;
     tx.commit().await?;

@@ -450,14 +450,16 @@ async fn notify_assigned(
     task_id: i64,
     title: &str,
 ) -> AppResult<()> {
-    sqlx::query!(
-        "INSERT INTO notifications (user_id, kind, title, body, data) VALUES ($1, 'assigned', $2, $3, $4)",
-        to,
-        "A task was assigned to you",
-        title,
-        json!({"task_id": task_id})
+    honeydue_core::notify::notify(
+        conn,
+        &[honeydue_core::notify::Notice {
+            user_id: to,
+            kind: "assigned",
+            title: "A task was assigned to you".into(),
+            body: title.into(),
+            data: json!({"task_id": task_id}),
+        }],
     )
-    .execute(conn)
     .await?;
     Ok(())
 }

@@ -574,12 +574,18 @@ async fn completions_are_idempotent_and_once_per_occurrence() {
     assert_eq!(r.json()["count"], 1);
     assert_eq!(r.json()["results"][0]["rating"], 5);
 
-    // The other member was told, the one who completed was not.
+    // The other member was told, the one who completed was not; b has no
+    // device, so nothing was pushed.
     let notes: Vec<(i64, String)> = sqlx::query_as("SELECT user_id, kind FROM notifications")
         .fetch_all(&db.pool)
         .await
         .unwrap();
     assert_eq!(notes, vec![(b, "completed".to_string())]);
+    let pushed: i64 = sqlx::query_scalar("SELECT count(*) FROM push_outbox")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(pushed, 0);
 
     // One-off: done once, then 409.
     let once = task(&c, &ta, json!({"residence_id": home, "title": "once"})).await["id"]
@@ -1038,4 +1044,44 @@ async fn a_create_retried_with_its_idempotency_key_is_the_same_task() {
         )
         .await;
     assert_eq!(r.status, 422, "{}", r.text());
+}
+
+#[tokio::test]
+async fn completions_and_assignments_push_to_the_members_devices() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (b, _) = user(&db.pool, "b@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    add_member(&db.pool, home, b, "member").await;
+    for (u, t) in [(a, "a-phone"), (b, "b-phone"), (b, "b-tablet")] {
+        sqlx::query("INSERT INTO devices (user_id, platform, token) VALUES ($1, 'ios', $2)")
+            .bind(u)
+            .bind(t)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let t = task(
+        &c,
+        &ta,
+        json!({"residence_id": home, "title": "filters", "assigned_to": b}),
+    )
+    .await;
+    complete(&c, &ta, t["id"].as_i64().unwrap(), "2026-01-01T09:00:00Z").await;
+    let pushed: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT o.user_id, o.kind, d.token FROM push_outbox o JOIN devices d ON d.id = o.device_id ORDER BY o.id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let want = vec![
+        (b, "assigned".to_string(), "b-phone".to_string()),
+        (b, "assigned".to_string(), "b-tablet".to_string()),
+        (b, "completed".to_string(), "b-phone".to_string()),
+        (b, "completed".to_string(), "b-tablet".to_string()),
+    ];
+    assert_eq!(
+        pushed, want,
+        "to every device of the member told, none to the one who acted"
+    );
 }

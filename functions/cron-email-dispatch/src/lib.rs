@@ -6,8 +6,6 @@
 use honeydue_core::config::{AppConfig, BoxError, DbConfig, Function};
 use honeydue_core::Env;
 use honeydue_mail::deliver::{dispatch, Mailer, Policy, SmtpConfig, Stats};
-use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::Value;
 use sqlx::PgPool;
 
 /// What the function needs, built once per process.
@@ -67,8 +65,7 @@ impl Function for EmailDispatch {
     }
 
     async fn build(&self, (db, mailer): Self::Config) -> anyhow::Result<Dispatcher> {
-        let pool = honeydue_core::db::pool(&db)?;
-        honeydue_core::db::check_schema(&pool).await?;
+        let pool = honeydue_core::db::open(&db).await?;
         Ok(Dispatcher {
             db: pool,
             mailer,
@@ -78,10 +75,6 @@ impl Function for EmailDispatch {
 
     async fn serve(&self, dispatcher: Dispatcher) -> Result<(), BoxError> {
         let d = &dispatcher;
-        lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
-            let stats = d.run().await.map_err(|e| format!("{e:#}"))?;
-            Ok::<_, lambda_runtime::Error>(serde_json::to_value(stats)?)
-        }))
-        .await
+        honeydue_core::config::serve_each(|_| d.run()).await
     }
 }

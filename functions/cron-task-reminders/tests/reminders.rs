@@ -297,6 +297,13 @@ async fn repeated_concurrent_and_taken_over_runs_send_once() {
     for i in 0..20 {
         task(p, home, &format!("Task {i}"), "2026-06-10", None, None).await;
     }
+    exec(
+        p,
+        &format!(
+            "INSERT INTO devices (user_id, platform, token) VALUES ({ann}, 'android', 'ann-phone')"
+        ),
+    )
+    .await;
     let c = CtxBuilder::new(&db, &JOB).base_url(BASE_URL).build().await;
     let c2 = CtxBuilder::new(&db, &JOB).base_url(BASE_URL).build().await;
     let ev = json!({"time": "2026-06-10T14:00:05Z"});
@@ -330,6 +337,12 @@ async fn repeated_concurrent_and_taken_over_runs_send_once() {
     assert_eq!(r["served"][0]["stats"]["reminders"], 0);
     assert_eq!(outbox(p, ann, "due_soon").await.len(), 1);
     assert_eq!(notifications(p, ann, "due_soon").await.len(), 1);
+    // One push of the one reminder, whatever the runs.
+    let pushes: Vec<String> = sqlx::query_scalar("SELECT kind FROM push_outbox")
+        .fetch_all(p)
+        .await
+        .unwrap();
+    assert_eq!(pushes, ["due_soon"]);
     let attempts: i32 = sqlx::query_scalar("SELECT attempts FROM job_runs")
         .fetch_one(p)
         .await

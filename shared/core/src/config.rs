@@ -217,7 +217,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// Implemented by `honeydue_http::Api` (database-backed HTTP functions),
 /// `honeydue_http::Stateless`, `honeydue_jobs::Job` (scheduled functions)
 /// and the functions that have their own loop (`cron-email-dispatch`,
-/// `migrate`).
+/// `cron-push-dispatch`, `migrate`).
 pub trait Function {
     /// Everything read from the environment.
     type Config;
@@ -269,6 +269,25 @@ pub async fn start<F: Function>(function: &F) -> Result<(), BoxError> {
         }
     };
     function.serve(state).await
+}
+
+/// The runtime loop of a function whose invocation is one call of `run`
+/// with the event: its `Ok` is the invocation's JSON answer, its `Err` (the
+/// cause chain) the invocation's error.
+pub async fn serve_each<T, F, Fut>(run: F) -> Result<(), BoxError>
+where
+    T: serde::Serialize,
+    F: Fn(serde_json::Value) -> Fut,
+    Fut: Future<Output = anyhow::Result<T>>,
+{
+    let run = &run;
+    lambda_runtime::run(lambda_runtime::service_fn(
+        move |ev: lambda_runtime::LambdaEvent<serde_json::Value>| async move {
+            let out = run(ev.payload).await.map_err(|e| format!("{e:#}"))?;
+            Ok::<_, lambda_runtime::Error>(serde_json::to_value(out)?)
+        },
+    ))
+    .await
 }
 
 /// Database settings shared by every function that uses Postgres.

@@ -32,6 +32,14 @@ pub fn pool(cfg: &DbConfig) -> anyhow::Result<PgPool> {
         .context("DATABASE_URL is not a valid Postgres URL")
 }
 
+/// The pool of a function that needs the schema it was built for: [`pool`],
+/// then [`check_schema`] (an init error when the schema is older).
+pub async fn open(cfg: &DbConfig) -> anyhow::Result<PgPool> {
+    let pool = pool(cfg)?;
+    check_schema(&pool).await?;
+    Ok(pool)
+}
+
 /// The newest migration version this code was built with.
 pub fn expected_schema_version() -> i64 {
     MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0)

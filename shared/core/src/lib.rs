@@ -13,6 +13,8 @@ pub mod domain;
 pub mod error;
 pub mod limits;
 pub mod membership;
+pub mod notify;
+pub mod outbox;
 pub mod telemetry;
 pub mod types;
 

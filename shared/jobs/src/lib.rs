@@ -19,7 +19,6 @@ use chrono::{DateTime, Utc};
 use honeydue_core::config::{AppConfig, BoxError, DbConfig, Function};
 use honeydue_core::Env;
 use honeydue_storage::{Storage, StorageConfig};
-use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -99,8 +98,7 @@ impl Function for Job {
     }
 
     async fn build(&self, (db, app, storage): Self::Config) -> anyhow::Result<Ctx> {
-        let pool = honeydue_core::db::pool(&db)?;
-        honeydue_core::db::check_schema(&pool).await?;
+        let pool = honeydue_core::db::open(&db).await?;
         let storage = match storage {
             Some(cfg) => Some(Storage::new(&cfg).await),
             None => None,
@@ -115,11 +113,8 @@ impl Function for Job {
 
     async fn serve(&self, ctx: Ctx) -> Result<(), BoxError> {
         let ctx = &ctx;
-        lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
-            let report = run_event(ctx, self, &ev.payload).await?;
-            Ok::<_, lambda_runtime::Error>(serde_json::to_value(report)?)
-        }))
-        .await
+        honeydue_core::config::serve_each(|event| async move { run_event(ctx, self, &event).await })
+            .await
     }
 }
 

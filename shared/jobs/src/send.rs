@@ -4,7 +4,6 @@
 
 use honeydue_mail::templates::Rendered;
 use honeydue_mail::OutgoingEmail;
-use serde_json::Value;
 use sqlx::PgConnection;
 
 use crate::Ctx;
@@ -13,44 +12,9 @@ use crate::Ctx;
 /// `honeydue_core`, for the scheduled functions built on this crate.
 pub use honeydue_core::domain::notifications::{Hour, Kind};
 
-/// An in-app notification.
-#[derive(Debug, Clone)]
-pub struct Notice {
-    /// Recipient.
-    pub user_id: i64,
-    /// Notification kind (`due_soon`, `overdue`, ...).
-    pub kind: &'static str,
-    /// Title.
-    pub title: String,
-    /// Body.
-    pub body: String,
-    /// Data for the app (ids to open).
-    pub data: Value,
-}
-
-/// Inserts `notices` in one statement.
-pub async fn notify(conn: &mut PgConnection, notices: &[Notice]) -> sqlx::Result<()> {
-    if notices.is_empty() {
-        return Ok(());
-    }
-    let users: Vec<i64> = notices.iter().map(|n| n.user_id).collect();
-    let kinds: Vec<String> = notices.iter().map(|n| n.kind.to_string()).collect();
-    let titles: Vec<String> = notices.iter().map(|n| n.title.clone()).collect();
-    let bodies: Vec<String> = notices.iter().map(|n| n.body.clone()).collect();
-    let data: Vec<Value> = notices.iter().map(|n| n.data.clone()).collect();
-    sqlx::query!(
-        "INSERT INTO notifications (user_id, kind, title, body, data)
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[])",
-        &users,
-        &kinds,
-        &titles,
-        &bodies,
-        &data
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
+/// In-app notifications and their pushes, written by every event the same
+/// way (`honeydue_core::notify`).
+pub use honeydue_core::notify::{notify, Notice};
 
 /// The unsubscribe page for `user_id` and `kind` (a notification kind, or
 /// `all`).

@@ -79,7 +79,7 @@ pub struct Settings {
     /// The namespace of objects a component adds (HPAs).
     pub namespace: String,
     /// Prefix of the product's own labels (`<prefix>/trigger`,
-    /// `<prefix>/egress-s3`, `<prefix>/egress-smtp`).
+    /// `<prefix>/egress-s3`, `<prefix>/egress-smtp`, `<prefix>/egress-push`).
     pub label_prefix: String,
     /// The ConfigMap every function reads (`envFrom`).
     pub config_map: String,
@@ -146,6 +146,12 @@ fn labels(s: &Settings, f: &FunctionSpec, trigger: Option<&str>) -> Value {
         }
         if f.env_params.iter().any(|(k, _, _)| k == "SMTP_HOST") {
             l[s.label("egress-smtp")] = json!("true");
+        }
+        if f.env_params
+            .iter()
+            .any(|(k, _, _)| k == "APNS_KEY_ID" || k == "FCM_SERVICE_ACCOUNT")
+        {
+            l[s.label("egress-push")] = json!("true");
         }
     }
     l

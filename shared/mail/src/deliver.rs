@@ -140,33 +140,8 @@ pub struct Stats {
     pub dead: u32,
 }
 
-/// Delivery policy.
-#[derive(Debug, Clone, Copy)]
-pub struct Policy {
-    /// Rows claimed per transaction.
-    pub batch: i64,
-    /// Attempts before a transiently failing row is given up.
-    pub max_attempts: i32,
-    /// Stop claiming new batches after this long.
-    pub budget: Duration,
-}
-
-impl Default for Policy {
-    fn default() -> Self {
-        Self {
-            batch: 50,
-            max_attempts: 20,
-            budget: Duration::from_secs(50),
-        }
-    }
-}
-
-/// Back-off before attempt `n + 1`: 1 min doubling, at most 6 h (20
-/// attempts span about three days).
-pub fn backoff(attempts: i32) -> Duration {
-    let mins = 1u64 << attempts.clamp(0, 9);
-    Duration::from_secs((mins * 60).min(6 * 3600))
-}
+/// The outboxes' shared policy, back-off and lease (`honeydue_core::outbox`).
+pub use honeydue_core::outbox::{backoff, Policy, LEASE};
 
 enum Outcome {
     Sent,
@@ -174,12 +149,6 @@ enum Outcome {
     Dead(String),
     Unreachable(String),
 }
-
-/// How long a claimed row stays leased to the dispatcher that claimed it.
-pub const LEASE: Duration = Duration::from_secs(300);
-
-/// How long recording a delivery is retried while the database is away.
-const RECORD_PATIENCE: Duration = Duration::from_secs(30);
 
 fn build(
     mailer: &Mailer,
@@ -338,7 +307,7 @@ async fn deliver(
 }
 
 /// Records one row's outcome, retrying while the database is unreachable
-/// (a restart, a failover) for up to [`RECORD_PATIENCE`]: a sent message
+/// (a restart, a failover) for up to `honeydue_core::outbox::PATIENCE`: a sent message
 /// whose delivery is not recorded is sent again after its lease. Emails
 /// that carried a one-time code keep no trace of it once done with.
 async fn record(
@@ -348,9 +317,8 @@ async fn record(
     wait: Duration,
     error: Option<&str>,
 ) -> anyhow::Result<()> {
-    let started = Instant::now();
-    loop {
-        let done = sqlx::query!(
+    honeydue_core::outbox::patiently("recording a delivery", || {
+        sqlx::query!(
             "UPDATE email_outbox
                 SET status = $2, last_error = $4,
                     sent_at = CASE WHEN $2 = 'sent' THEN now() END,
@@ -367,17 +335,7 @@ async fn record(
             crate::REDACTED
         )
         .execute(pool)
-        .await;
-        match done {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if honeydue_core::error::db_unavailable(&e)
-                    && started.elapsed() < RECORD_PATIENCE =>
-            {
-                tracing::warn!(email_id = id, error = %e, "cannot record the delivery yet; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e).context("recording a delivery"),
-        }
-    }
+    })
+    .await
+    .map(drop)
 }

@@ -11,6 +11,7 @@ pub mod db;
 pub mod fixtures;
 pub mod http;
 pub mod jobs;
+pub mod push;
 pub mod redis;
 pub mod s3;
 pub mod smtp;

@@ -1,7 +1,7 @@
 //! Handlers of `/api/admin/`, one module per resource: `session` (the
 //! admin's sign-in), `stats`, `settings`, `users` (and their subscription
 //! grants), `residences` (and their tasks), `lookups`, `outbox` (the email
-//! outbox and the onboarding emails) and `runs` (scheduled runs). The route
+//! and push outboxes and the onboarding emails) and `runs` (scheduled runs). The route
 //! table and the search parameters of the user and residence lists live
 //! here.
 
@@ -18,7 +18,7 @@ use honeydue_http::State;
 use serde::Deserialize;
 
 use lookups::{create_lookup, delete_lookup, lookups, update_lookup};
-use outbox::{onboarding, outbox, resend};
+use outbox::{onboarding, outbox, push_outbox, resend};
 use residences::{residences, tasks};
 use runs::job_runs;
 use session::{login, logout, me};
@@ -46,6 +46,7 @@ honeydue_http::routes! { State;
     DELETE "/api/admin/lookups/{kind}/{id}/" => delete_lookup, Admin, "Delete a lookup";
     GET "/api/admin/email-outbox/" => outbox, Admin, "The email outbox (?status=)";
     POST "/api/admin/email-outbox/{id}/resend/" => resend, Admin, "Queue an email again";
+    GET "/api/admin/push-outbox/" => push_outbox, Admin, "The push outbox (?status=, ?user=): each push's device, platform and delivery status";
     GET "/api/admin/onboarding-emails/" => onboarding, Admin, "Onboarding emails sent (?user=, ?step=), with their delivery status";
     GET "/api/admin/job-runs/" => job_runs, Admin, "Scheduled runs (?job=): slot, status, figures, error";
 }

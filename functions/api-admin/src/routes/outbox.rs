@@ -75,6 +75,49 @@ pub(super) async fn resend(
 }
 
 #[derive(Deserialize)]
+pub(super) struct PushParams {
+    status: Option<String>,
+    user: Option<i64>,
+}
+
+/// The push outbox, newest first: what went to which device of whom, and
+/// how its delivery went (device tokens are not shown).
+pub(super) async fn push_outbox(
+    S(state): S<State>,
+    _admin: Admin,
+    page: Page,
+    Query(p): Query<PushParams>,
+) -> AppResult<Json<Value>> {
+    const STATUSES: [&str; 5] = ["pending", "sent", "dead", "dropped", "expired"];
+    if let Some(s) = &p.status {
+        if !STATUSES.contains(&s.as_str()) {
+            return Err(AppError::field(
+                "status",
+                "Use pending, sent, dead, dropped or expired.",
+            ));
+        }
+    }
+    let rows = sqlx::query!(
+        r#"SELECT o.id, o.user_id, o.device_id, d.platform, d.active AS device_active, o.notification_id, o.kind,
+                  o.title, o.status, o.attempts, o.next_attempt_at, o.last_error, o.created_at, o.sent_at
+             FROM push_outbox o JOIN devices d ON d.id = o.device_id
+            WHERE ($1::text IS NULL OR o.status = $1) AND ($2::bigint IS NULL OR o.user_id = $2)
+            ORDER BY o.id DESC LIMIT $3 OFFSET $4"#,
+        p.status,
+        p.user,
+        page.limit(),
+        page.offset()
+    )
+    .fetch_all(&state.db)
+    .await?;
+    Ok(Json(page.listing(rows.into_iter().map(|r| json!({
+        "id": r.id, "user_id": r.user_id, "device_id": r.device_id, "platform": r.platform,
+        "device_active": r.device_active, "notification_id": r.notification_id, "kind": r.kind, "title": r.title,
+        "status": r.status, "attempts": r.attempts, "next_attempt_at": r.next_attempt_at,
+        "last_error": r.last_error, "created_at": r.created_at, "sent_at": r.sent_at})))))
+}
+
+#[derive(Deserialize)]
 pub(super) struct OnboardingParams {
     user: Option<i64>,
     step: Option<String>,

@@ -59,14 +59,16 @@ async fn hand_over_homes(conn: &mut PgConnection, state: &State, user_id: i64) -
             &outbox_email(h.heir, "home_transferred", &heir.email, msg),
         )
         .await?;
-        sqlx::query!(
-            "INSERT INTO notifications (user_id, kind, title, body, data)
-             VALUES ($1, 'shared', $2, 'Its owner deleted their account; you now own it.', $3)",
-            h.heir,
-            format!("You now own {}", h.name),
-            json!({"event": "ownership_transferred", "residence_id": h.id})
+        honeydue_core::notify::notify(
+            conn,
+            &[honeydue_core::notify::Notice {
+                user_id: h.heir,
+                kind: "shared",
+                title: format!("You now own {}", h.name),
+                body: "Its owner deleted their account; you now own it.".into(),
+                data: json!({"event": "ownership_transferred", "residence_id": h.id}),
+            }],
         )
-        .execute(&mut *conn)
         .await?;
     }
     Ok(heirs.len())

@@ -276,6 +276,33 @@ pub(super) async fn join(
             "You are already a member of this residence.",
         ));
     }
+    // The home's other members are told who joined (kind `shared`).
+    let joined = sqlx::query!(
+        r#"SELECT r.name, COALESCE(NULLIF(trim(u.first_name), ''), 'Someone') AS "who!"
+             FROM residences r, users u WHERE r.id = $1 AND u.id = $2"#,
+        share.residence_id,
+        user.id
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    let others = sqlx::query_scalar!(
+        "SELECT user_id FROM residence_members WHERE residence_id = $1 AND user_id <> $2",
+        share.residence_id,
+        user.id
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let notices: Vec<honeydue_core::notify::Notice> = others
+        .into_iter()
+        .map(|to| honeydue_core::notify::Notice {
+            user_id: to,
+            kind: "shared",
+            title: format!("{} joined {}", joined.who, joined.name),
+            body: format!("{} now shares {} with you.", joined.who, joined.name),
+            data: json!({"event": "member_joined", "residence_id": share.residence_id, "user_id": user.id}),
+        })
+        .collect();
+    honeydue_core::notify::notify(&mut tx, &notices).await?;
     // A code is used up after its joins: it stops working.
     if share.uses + 1 >= share.max_uses {
         sqlx::query!("DELETE FROM residence_share_codes WHERE id = $1", share.id)
