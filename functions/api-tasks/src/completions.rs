@@ -266,7 +266,10 @@ async fn create(
     let told = sqlx::query_scalar!(
         "INSERT INTO notifications (user_id, kind, title, body, data)
          SELECT m.user_id, 'completed', $3, $4, $5
-           FROM residence_members m WHERE m.residence_id = $1 AND m.user_id <> $2
+           FROM residence_members m
+           LEFT JOIN notification_preferences p ON p.user_id = m.user_id
+          WHERE m.residence_id = $1 AND m.user_id <> $2
+            AND COALESCE((p.kinds -> 'completed' ->> 'enabled')::boolean, TRUE)
          RETURNING id",
         task.residence_id,
         user.id,
@@ -277,6 +280,7 @@ async fn create(
     .fetch_all(&mut *tx)
     .await?;
     honeydue_core::notify::enqueue_push(&mut tx, &told).await?;
+    honeydue_mail::events::enqueue_for(&mut tx, &state.cfg.app, &told).await?;
     let completion = load_completion(&mut tx, cid).await?;
     let t = load_task(&mut tx, user.id, task.id).await?;
     tx.commit().await?;

@@ -4,6 +4,7 @@ use axum::extract::State as S;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, NaiveDate, Utc};
+use honeydue_core::config::AppConfig;
 use honeydue_core::domain::board::{column, Column, TaskState, SHOWN};
 use honeydue_core::domain::recurrence::{self, Anchor};
 use honeydue_core::{limits, membership, AppError, AppResult, Validator};
@@ -436,7 +437,14 @@ async fn create(
     .fetch_one(&mut *tx)
     .await?;
     if let Some(a) = b.assigned_to.flatten().filter(|a| *a != user.id) {
-        notify_assigned(&mut tx, a, id, b.title.as_deref().unwrap_or_default()).await?;
+        notify_assigned(
+            &mut tx,
+            &state.cfg.app,
+            a,
+            id,
+            b.title.as_deref().unwrap_or_default(),
+        )
+        .await?;
     }
     let task = load_task(&mut tx, user.id, id).await?;
     tx.commit().await?;
@@ -446,12 +454,13 @@ async fn create(
 
 async fn notify_assigned(
     conn: &mut PgConnection,
+    app: &AppConfig,
     to: i64,
     task_id: i64,
     title: &str,
 ) -> AppResult<()> {
-    honeydue_core::notify::notify(
-        conn,
+    let ids = honeydue_core::notify::notify(
+        &mut *conn,
         &[honeydue_core::notify::Notice {
             user_id: to,
             kind: "assigned",
@@ -461,6 +470,7 @@ async fn notify_assigned(
         }],
     )
     .await?;
+    honeydue_mail::events::enqueue_for(conn, app, &ids).await?;
     Ok(())
 }
 
@@ -532,7 +542,7 @@ async fn update(
         .flatten()
         .filter(|a| *a != user.id && Some(*a) != current.assigned_to)
     {
-        notify_assigned(&mut tx, a, id, &current.title).await?;
+        notify_assigned(&mut tx, &state.cfg.app, a, id, &current.title).await?;
     }
     let t = load_task(&mut tx, user.id, id).await?;
     tx.commit().await?;

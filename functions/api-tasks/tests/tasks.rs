@@ -1085,3 +1085,98 @@ async fn completions_and_assignments_push_to_the_members_devices() {
         "to every device of the member told, none to the one who acted"
     );
 }
+
+#[tokio::test]
+async fn events_go_in_app_by_email_and_by_push_as_each_member_prefers() {
+    let (db, c) = spawn().await;
+    let (a, ta) = user(&db.pool, "a@example.com").await;
+    let (b, _) = user(&db.pool, "b@example.com").await;
+    let (m, _) = user(&db.pool, "m@example.com").await;
+    let (q, _) = user(&db.pool, "q@example.com").await;
+    let home = residence(&db.pool, a, "Home").await;
+    for u in [b, m, q] {
+        add_member(&db.pool, home, u, "member").await;
+    }
+    // b: defaults. m: no email for completions. q: completions off
+    // entirely (no in-app, no email, no push).
+    sqlx::query(
+        "INSERT INTO notification_preferences (user_id, kinds) VALUES
+           ($1, '{\"completed\": {\"email\": false}}'), ($2, '{\"completed\": {\"enabled\": false}}')",
+    )
+    .bind(m)
+    .bind(q)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let t = task(
+        &c,
+        &ta,
+        json!({"residence_id": home, "title": "gutters", "assigned_to": b}),
+    )
+    .await;
+    let id = t["id"].as_i64().unwrap();
+    let body = json!({"task_id": id, "completed_at": "2026-01-01T09:00:00Z"}).to_string();
+    for _ in 0..2 {
+        // A retry (same key) notifies and mails nobody twice.
+        let r = c
+            .send_raw(
+                Method::POST,
+                "/api/task-completions/",
+                Some(body.clone().into_bytes()),
+                Some(&ta),
+                &[("idempotency-key", "done-1")],
+            )
+            .await;
+        assert!(r.status == 201 || r.status == 200, "{}", r.text());
+    }
+    let inapp: Vec<(i64, String)> =
+        sqlx::query_as("SELECT user_id, kind FROM notifications ORDER BY user_id, id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    let mut want = vec![
+        (b, "assigned".to_string()),
+        (b, "completed".to_string()),
+        (m, "completed".to_string()),
+    ];
+    want.sort();
+    assert_eq!(inapp, want);
+    let mails: Vec<(Option<i64>, String, String, serde_json::Value)> = sqlx::query_as(
+        "SELECT user_id, kind, to_address, headers FROM email_outbox ORDER BY user_id, id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let who: Vec<(Option<i64>, &str)> = mails.iter().map(|(u, k, _, _)| (*u, k.as_str())).collect();
+    assert_eq!(who, vec![(Some(b), "assigned"), (Some(b), "completed")]);
+    assert_eq!(mails[1].2, "b@example.com");
+    let unsubscribe = mails[1].3.to_string();
+    assert!(
+        unsubscribe.contains("List-Unsubscribe")
+            && unsubscribe.contains(&format!("/api/unsubscribe/{b}.completed.")),
+        "{unsubscribe}"
+    );
+    // Unverified addresses get no email.
+    let (u, _) = user(&db.pool, "unverified@example.com").await;
+    sqlx::query("UPDATE users SET email_verified_at = NULL WHERE id = $1")
+        .bind(u)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    add_member(&db.pool, home, u, "member").await;
+    complete(
+        &c,
+        &ta,
+        task(&c, &ta, json!({"residence_id": home, "title": "filters"})).await["id"]
+            .as_i64()
+            .unwrap(),
+        "2026-01-02T09:00:00Z",
+    )
+    .await;
+    let to_u: i64 = sqlx::query_scalar("SELECT count(*) FROM email_outbox WHERE user_id = $1")
+        .bind(u)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(to_u, 0);
+}

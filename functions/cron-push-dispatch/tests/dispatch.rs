@@ -37,7 +37,9 @@ async fn device(db: &TestDb, user_id: i64, platform: &str, token: &str) -> i64 {
     .unwrap()
 }
 
-async fn event(db: &TestDb, user_id: i64, kind: &'static str) -> i64 {
+/// Notifies `user_id`; the notification's id, unless their preferences
+/// turned the kind off.
+async fn event(db: &TestDb, user_id: i64, kind: &'static str) -> Option<i64> {
     let mut tx = db.pool.begin().await.unwrap();
     let ids = notify(
         &mut tx,
@@ -52,7 +54,7 @@ async fn event(db: &TestDb, user_id: i64, kind: &'static str) -> i64 {
     .await
     .unwrap();
     tx.commit().await.unwrap();
-    ids[0]
+    ids.first().copied()
 }
 
 /// (status, attempts, due now) of each push row, by device token.
@@ -232,6 +234,14 @@ async fn preferences_and_quiet_hours_decide_what_is_queued_and_when() {
             .fetch_all(&db.pool)
             .await
             .unwrap();
+    let inapp: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM notifications WHERE user_id = $1 AND kind = 'assigned'",
+    )
+    .bind(ann)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(inapp, 0, "a kind turned off is not even in the app");
     let want = vec![
         (ann, "due_soon".to_string()),
         (cat, "completed".to_string()),

@@ -23,8 +23,9 @@ pub struct Notice {
     pub data: Value,
 }
 
-/// Inserts `notices` in one statement and queues their pushes; returns the
-/// new notifications' ids.
+/// Inserts `notices` in one statement, leaving out recipients who turned
+/// the kind off (`kinds.<kind>.enabled`), and queues their pushes; returns
+/// the new notifications' ids.
 pub async fn notify(conn: &mut PgConnection, notices: &[Notice]) -> sqlx::Result<Vec<i64>> {
     if notices.is_empty() {
         return Ok(Vec::new());
@@ -36,7 +37,10 @@ pub async fn notify(conn: &mut PgConnection, notices: &[Notice]) -> sqlx::Result
     let data: Vec<Value> = notices.iter().map(|n| n.data.clone()).collect();
     let ids = sqlx::query_scalar!(
         "INSERT INTO notifications (user_id, kind, title, body, data)
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+         SELECT n.* FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::jsonb[])
+                         AS n (user_id, kind, title, body, data)
+           LEFT JOIN notification_preferences p ON p.user_id = n.user_id
+          WHERE COALESCE((p.kinds -> n.kind ->> 'enabled')::boolean, TRUE)
          RETURNING id",
         &users,
         &kinds,

@@ -19,11 +19,7 @@ pub use honeydue_core::notify::{notify, Notice};
 /// The unsubscribe page for `user_id` and `kind` (a notification kind, or
 /// `all`).
 pub fn unsubscribe_url(ctx: &Ctx, user_id: i64, kind: &str) -> String {
-    format!(
-        "{}/api/unsubscribe/{}/",
-        ctx.app.base_url,
-        honeydue_mail::unsubscribe::token(ctx.secret(), user_id, kind)
-    )
+    honeydue_mail::events::unsubscribe_url(&ctx.app.base_url, ctx.secret(), user_id, kind)
 }
 
 /// An outbox email for a user, with List-Unsubscribe (RFC 2369) and
@@ -45,16 +41,11 @@ pub fn email(
         text: rendered.text,
         html: Some(rendered.html),
         dedupe_key,
-        headers: vec![
-            (
-                "List-Unsubscribe".into(),
-                format!("<{}>", unsubscribe_url(ctx, user_id, unsubscribe_kind)),
-            ),
-            (
-                "List-Unsubscribe-Post".into(),
-                "List-Unsubscribe=One-Click".into(),
-            ),
-        ],
+        headers: honeydue_mail::events::unsubscribe_headers(&unsubscribe_url(
+            ctx,
+            user_id,
+            unsubscribe_kind,
+        )),
     }
 }
 

@@ -6,6 +6,7 @@
 //! dispatcher's job.
 
 pub mod deliver;
+pub mod events;
 pub mod templates;
 
 use sqlx::PgConnection;
