@@ -4,10 +4,12 @@
 //! Server Notifications v2, idempotent by notification id; each
 //! subscription's state only moves forward, so neither a replayed
 //! transaction nor a late notification undoes a newer one or a refund), and
-//! Google Play behind the same routes, answering 501 `not_configured` until
-//! it is.
+//! Google Play purchases the same way (purchase tokens looked up with the
+//! Play Developer API, real-time developer notifications as Pub/Sub pushes
+//! checked against Google's keys).
 
 pub mod appstore;
+pub mod play;
 pub mod stores;
 
 use axum::extract::State as S;
@@ -24,10 +26,10 @@ pub use stores::{Apple, Stores};
 honeydue_http::routes! { State;
     GET "/api/subscription/status/" => status, User, "The caller's plan: tier, expiry, limits, usage";
     GET "/api/subscription/tiers/" => tiers, Public, "Tiers and their limits";
-    POST "/api/subscription/verify/" => stores::verify, User, "Verify a purchase (App Store signed transaction; Google Play: not configured)";
-    POST "/api/subscription/restore/" => stores::restore, User, "Restore purchases from App Store signed transactions";
+    POST "/api/subscription/verify/" => stores::verify, User, "Verify a purchase (App Store signed transaction, or Google Play purchase token)";
+    POST "/api/subscription/restore/" => stores::restore, User, "Restore purchases (App Store signed transactions, or Google Play purchase tokens)";
     POST "/api/subscription/webhook/apple/" => stores::apple_webhook, Public, "App Store Server Notifications v2 (signed, idempotent)";
-    POST "/api/subscription/webhook/google/" => stores::google_webhook, Public, "Google Play notifications (not configured)";
+    POST "/api/subscription/webhook/google/" => stores::google_webhook, Public, "Google Play real-time developer notifications (Pub/Sub push, Google-signed OIDC token, idempotent)";
 }
 
 /// The function's router without store settings: the App Store routes

@@ -16,8 +16,12 @@
 //!   original transaction (none yet: recorded only). Renewals extend,
 //!   expiry and refunds end (revocation date), because the transaction
 //!   itself says so.
-//! * Google Play (`platform: android`, `webhook/google/`): 501
-//!   `not_configured` until a verifier is configured.
+//! * Google Play (`{"platform": "android", "purchase_token": ...}` to
+//!   `verify/`, `{"platform": "android", "purchase_tokens": [...]}` to
+//!   `restore/`, real-time developer notifications to `webhook/google/`):
+//!   the purchase as the Play Developer API describes it (`play`), applied
+//!   the same way (one account per purchase token); 501 `not_configured`
+//!   without `GOOGLE_PLAY_*`.
 //!
 //! Every signed transaction is a statement Apple made at its `signedDate`,
 //! and a saved one stays correctly signed forever. So each subscription
@@ -45,6 +49,7 @@ use serde_json::{json, Value};
 use sqlx::PgConnection;
 
 use crate::appstore::Verifier;
+use crate::play::{self, GooglePlay};
 use crate::{plan_json, State};
 
 /// App Store settings.
@@ -66,9 +71,12 @@ pub struct Apple {
 pub struct Stores {
     /// The App Store, when `APPLE_ROOT_CERTS` is set.
     pub apple: Option<Apple>,
+    /// Google Play, when `GOOGLE_PLAY_PACKAGE_NAME` is set.
+    pub google: Option<GooglePlay>,
 }
 
-fn list(v: Option<String>) -> Vec<String> {
+/// The items of a comma-separated setting.
+pub(crate) fn list(v: Option<String>) -> Vec<String> {
     v.unwrap_or_default()
         .split(',')
         .map(str::trim)
@@ -102,9 +110,14 @@ impl Stores {
     /// bundle id and the pro products are required: an App Store whose
     /// every product granted pro would sell pro for the price of anything.
     pub fn read(env: &mut Env) -> Self {
-        let Some(roots) = env.optional::<String>("APPLE_ROOT_CERTS") else {
-            return Self::default();
-        };
+        Self {
+            apple: Self::read_apple(env),
+            google: GooglePlay::read(env),
+        }
+    }
+
+    fn read_apple(env: &mut Env) -> Option<Apple> {
+        let roots = env.optional::<String>("APPLE_ROOT_CERTS")?;
         let verifier = match Verifier::from_text(&roots) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -128,16 +141,22 @@ impl Stores {
             environments.push("Production".into());
         }
         match (verifier, bundle_id) {
-            (Some(verifier), Some(bundle_id)) if !pro_products.is_empty() => Self {
-                apple: Some(Apple {
-                    verifier,
-                    bundle_id,
-                    pro_products,
-                    environments,
-                }),
-            },
-            _ => Self::default(),
+            (Some(verifier), Some(bundle_id)) if !pro_products.is_empty() => Some(Apple {
+                verifier,
+                bundle_id,
+                pro_products,
+                environments,
+            }),
+            _ => None,
         }
+    }
+}
+
+fn store_name(source: &str) -> &'static str {
+    if source == "google" {
+        "Google Play"
+    } else {
+        "App Store"
     }
 }
 
@@ -147,19 +166,24 @@ fn not_configured(store: &str) -> AppError {
     ))
 }
 
-/// A verified App Store transaction.
+/// A verified store statement about a subscription: an App Store
+/// transaction, or a Google Play purchase as the Play Developer API
+/// described it (`play`).
 #[derive(Debug, Clone)]
 pub struct Transaction {
-    /// `transactionId`.
+    /// `apple` or `google`.
+    pub source: &'static str,
+    /// `transactionId` (Google: the latest order id).
     pub id: String,
-    /// `originalTransactionId`: the subscription.
+    /// `originalTransactionId`: the subscription (Google: the purchase
+    /// token).
     pub original_id: String,
     /// `productId`.
     pub product_id: String,
     /// `purchaseDate`: orders the transactions of one subscription.
     pub purchased_at: DateTime<Utc>,
-    /// `signedDate`: when Apple made this statement; orders the statements
-    /// about one subscription.
+    /// `signedDate`: when Apple made this statement (Google: when the API
+    /// was asked); orders the statements about one subscription.
     pub signed_at: DateTime<Utc>,
     /// `expiresDate` (none: a purchase that does not expire).
     pub expires_at: Option<DateTime<Utc>>,
@@ -227,6 +251,7 @@ impl Apple {
         let revoked_at = millis(&p["revocationDate"]);
         let pro = self.pro_products.contains(&product_id);
         Ok(Transaction {
+            source: "apple",
             id,
             original_id,
             product_id,
@@ -268,8 +293,9 @@ pub async fn apply(
     // new subscription at once get one success and one 409, never a 500;
     // two statements about one subscription are ordered one after the other.
     sqlx::query!(
-        "SELECT pg_advisory_xact_lock(hashtext('apple:' || $1::text))",
-        tx.original_id
+        "SELECT pg_advisory_xact_lock(hashtext($2 || ':' || $1::text))",
+        tx.original_id,
+        tx.source
     )
     .execute(&mut *conn)
     .await?;
@@ -283,19 +309,23 @@ pub async fn apply(
         if u != o {
             return Err(AppError::conflict(
                 "subscription_in_use",
-                "This App Store subscription belongs to another account.",
+                format!(
+                    "This {} subscription belongs to another account.",
+                    store_name(tx.source)
+                ),
             ));
         }
     }
     let target = user_id.or(owner);
     let fresh = sqlx::query_scalar!(
         "INSERT INTO subscription_events (source, event_key, user_id, kind, payload)
-         VALUES ('apple', $1, $2, $3, $4)
+         VALUES ($5, $1, $2, $3, $4)
          ON CONFLICT (source, event_key) DO NOTHING RETURNING id",
         event_key,
         target,
         kind,
-        payload
+        payload,
+        tx.source
     )
     .fetch_optional(&mut *conn)
     .await?
@@ -317,7 +347,7 @@ pub async fn apply(
         "INSERT INTO store_transaction_state AS s
                 (source, original_transaction_id, transaction_id, product_id, purchased_at, signed_at,
                  expires_at, revoked_at)
-         VALUES ('apple', $1, $2, $3, $4, $5, $6, $7)
+         VALUES ($8, $1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (source, original_transaction_id) DO UPDATE
             SET transaction_id = EXCLUDED.transaction_id, product_id = EXCLUDED.product_id,
                 purchased_at = EXCLUDED.purchased_at, signed_at = EXCLUDED.signed_at,
@@ -335,7 +365,8 @@ pub async fn apply(
         tx.purchased_at,
         tx.signed_at,
         tx.expires_at,
-        tx.revoked_at
+        tx.revoked_at,
+        tx.source
     )
     .fetch_optional(&mut *conn)
     .await?;
@@ -371,15 +402,20 @@ pub async fn apply(
     } else {
         "free"
     };
-    let ends_at = state.revoked_at.or(state.expires_at);
+    // Google: an entitlement that has ended (on hold, paused, expired)
+    // ends the plan when Google was asked, whatever the last expiry said.
+    let ends_at = state.revoked_at.or(match (tx.source, tx.pro) {
+        ("google", false) => tx.ends_at,
+        _ => state.expires_at,
+    });
     sqlx::query!(
         "INSERT INTO user_subscriptions (user_id, tier, expires_at, source, original_transaction_id)
-         VALUES ($1, $2, $3, 'apple', $4)
+         VALUES ($1, $2, $3, $5, $4)
          ON CONFLICT (user_id) DO UPDATE
             SET (tier, expires_at, source) = (
                     SELECT CASE WHEN admin_pro THEN user_subscriptions.tier ELSE EXCLUDED.tier END,
                            CASE WHEN admin_pro THEN user_subscriptions.expires_at ELSE EXCLUDED.expires_at END,
-                           CASE WHEN admin_pro THEN user_subscriptions.source ELSE 'apple' END
+                           CASE WHEN admin_pro THEN user_subscriptions.source ELSE EXCLUDED.source END
                       FROM (SELECT user_subscriptions.source = 'admin' AND user_subscriptions.tier = 'pro'
                                    AND (user_subscriptions.expires_at IS NULL OR user_subscriptions.expires_at > now())
                                    AS admin_pro) a),
@@ -387,11 +423,12 @@ pub async fn apply(
         user,
         tier,
         ends_at,
-        tx.original_id
+        tx.original_id,
+        tx.source
     )
     .execute(&mut *conn)
     .await?;
-    tracing::info!(user_id = user, product = tx.product_id, tier, ends_at = ?ends_at, kind, "subscription updated from the App Store");
+    tracing::info!(user_id = user, product = tx.product_id, tier, ends_at = ?ends_at, kind, source = tx.source, "subscription updated from the store");
     Ok(applied)
 }
 
@@ -411,8 +448,16 @@ pub(crate) async fn verify(
     match b.platform.as_str() {
         "ios" => {}
         "android" => {
-            let _ = b.purchase_token;
-            return Err(not_configured("Google Play"));
+            let play = stores
+                .google
+                .as_ref()
+                .ok_or_else(|| not_configured("Google Play"))?;
+            let token = b
+                .purchase_token
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| AppError::field("purchase_token", "Required for android."))?;
+            let tx = play.purchase(token.trim(), "purchase_token", false).await?;
+            return record_for(&state, user.id, &[tx], "verify").await;
         }
         _ => return Err(AppError::field("platform", "Use ios or android.")),
     }
@@ -430,7 +475,12 @@ pub(crate) async fn verify(
 
 #[derive(Deserialize)]
 pub(crate) struct RestoreIn {
+    #[serde(default)]
+    platform: Option<String>,
+    #[serde(default)]
     signed_transactions: Vec<String>,
+    #[serde(default)]
+    purchase_tokens: Vec<String>,
 }
 
 pub(crate) async fn restore(
@@ -439,6 +489,31 @@ pub(crate) async fn restore(
     user: AuthUser,
     Json(b): Json<RestoreIn>,
 ) -> AppResult<Json<Value>> {
+    if b.platform.as_deref() == Some("android") {
+        let play = stores
+            .google
+            .as_ref()
+            .ok_or_else(|| not_configured("Google Play"))?;
+        if b.purchase_tokens.is_empty() || b.purchase_tokens.len() > 50 {
+            return Err(AppError::field(
+                "purchase_tokens",
+                "Send 1 to 50 purchase tokens.",
+            ));
+        }
+        let mut txs = Vec::new();
+        for (i, token) in b.purchase_tokens.iter().enumerate() {
+            txs.push(
+                play.purchase(token.trim(), &format!("purchase_tokens[{i}]"), false)
+                    .await?,
+            );
+        }
+        // Oldest end first, so the subscription that lasts longest decides.
+        txs.sort_by_key(|t| t.ends_at);
+        return record_for(&state, user.id, &txs, "restore").await;
+    }
+    if !matches!(b.platform.as_deref(), None | Some("ios")) {
+        return Err(AppError::field("platform", "Use ios or android."));
+    }
     let apple = stores
         .apple
         .as_ref()
@@ -538,29 +613,96 @@ pub(crate) async fn apple_webhook(
             apply(&mut db, None, &tx, uuid, &kind, &n).await?
         }
         // TEST notifications and summaries carry no transaction.
-        None => Applied {
-            fresh: sqlx::query_scalar!(
-                "INSERT INTO subscription_events (source, event_key, kind, payload) VALUES ('apple', $1, $2, $3)
-                 ON CONFLICT (source, event_key) DO NOTHING RETURNING id",
-                uuid,
-                kind,
-                n
-            )
-            .fetch_optional(&mut *db)
-            .await?
-            .is_some(),
-            current: false,
-        },
+        None => record_event(&mut db, "apple", uuid, &kind, &n).await?,
     };
     db.commit().await?;
-    Ok(Json(json!({
+    Ok(webhook_answer(applied, &kind))
+}
+
+/// A notification that names no purchase: recorded once (`fresh` says
+/// whether it was new), nothing applied.
+async fn record_event(
+    db: &mut PgConnection,
+    source: &str,
+    key: &str,
+    kind: &str,
+    payload: &Value,
+) -> AppResult<Applied> {
+    let fresh = sqlx::query_scalar!(
+        "INSERT INTO subscription_events (source, event_key, kind, payload) VALUES ($4, $1, $2, $3)
+         ON CONFLICT (source, event_key) DO NOTHING RETURNING id",
+        key,
+        kind,
+        payload,
+        source
+    )
+    .fetch_optional(db)
+    .await?
+    .is_some();
+    Ok(Applied {
+        fresh,
+        current: false,
+    })
+}
+
+/// What a store's webhook answers (200: the store stops retrying).
+fn webhook_answer(applied: Applied, kind: &str) -> Json<Value> {
+    Json(json!({
         "received": true,
         "duplicate": !applied.fresh,
         "applied": applied.current,
         "type": kind,
-    })))
+    }))
 }
 
-pub(crate) async fn google_webhook() -> AppResult<Json<Value>> {
-    Err(not_configured("Google Play"))
+/// Google Play real-time developer notifications (Pub/Sub push). The push
+/// is checked first (Google's OIDC token, `play::GooglePlay::check_push`);
+/// its message id makes a redelivery change nothing; a subscription or
+/// voided-purchase notification is applied as Google Play describes the
+/// purchase now (the notification only names it), to the account that
+/// owns it (none yet: recorded only).
+pub(crate) async fn google_webhook(
+    S(state): S<State>,
+    Extension(stores): Extension<Stores>,
+    headers: axum::http::HeaderMap,
+    Json(body): Json<Value>,
+) -> AppResult<Json<Value>> {
+    let play = stores
+        .google
+        .as_ref()
+        .ok_or_else(|| not_configured("Google Play"))?;
+    play.check_push(headers.get("authorization").and_then(|v| v.to_str().ok()))
+        .await?;
+    let (message_id, n) = play::notification(&body)?;
+    if n["packageName"].as_str() != Some(play.package.as_str()) {
+        return Err(AppError::field(
+            "message.data",
+            "The notification belongs to another app.",
+        ));
+    }
+    let (kind, token, revoked) = if let Some(s) = n.get("subscriptionNotification") {
+        // 12 SUBSCRIPTION_REVOKED; the others are described by the lookup.
+        let t = s["notificationType"].as_i64().unwrap_or(0);
+        (
+            format!("subscription/{t}"),
+            s["purchaseToken"].as_str(),
+            t == 12,
+        )
+    } else if let Some(v) = n.get("voidedPurchaseNotification") {
+        ("voided".to_string(), v["purchaseToken"].as_str(), true)
+    } else if n.get("testNotification").is_some() {
+        ("test".to_string(), None, false)
+    } else {
+        ("other".to_string(), None, false)
+    };
+    let mut db = state.db.begin().await?;
+    let applied = match token {
+        Some(token) => {
+            let tx = play.purchase(token, "message.data", revoked).await?;
+            apply(&mut db, None, &tx, &message_id, &kind, &n).await?
+        }
+        None => record_event(&mut db, "google", &message_id, &kind, &n).await?,
+    };
+    db.commit().await?;
+    Ok(webhook_answer(applied, &kind))
 }

@@ -235,6 +235,7 @@ async fn spawn_selling(pro_products: &[&str]) -> App {
             pro_products: pro_products.iter().map(|p| p.to_string()).collect(),
             environments: vec!["Production".into()],
         }),
+        google: None,
     };
     App {
         c: TestClient::new(app_with(state, stores)),

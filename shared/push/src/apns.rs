@@ -93,7 +93,7 @@ impl ApnsConfig {
 pub struct Apns {
     cfg: Arc<ApnsConfig>,
     signer: Arc<Signer>,
-    client: crate::Client,
+    client: crate::HttpClient,
     token: Kept,
 }
 
@@ -103,7 +103,7 @@ impl Apns {
         Ok(Self {
             signer: Arc::new(Signer::es256(cfg.private_key.expose())?),
             cfg: Arc::new(cfg),
-            client: crate::client(true)?,
+            client: crate::http_client(true)?,
             token: Kept::default(),
         })
     }

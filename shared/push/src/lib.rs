@@ -11,6 +11,7 @@
 
 pub mod apns;
 pub mod fcm;
+pub mod google;
 pub mod jwt;
 pub mod outbox;
 
@@ -168,7 +169,8 @@ impl Kept {
 /// How long one request to a provider may take.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub(crate) type Client = hyper_util::client::legacy::Client<
+/// The HTTPS client the senders (and the Play Developer API's caller) use.
+pub type HttpClient = hyper_util::client::legacy::Client<
     hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
     Full<Bytes>,
 >;
@@ -176,7 +178,7 @@ pub(crate) type Client = hyper_util::client::legacy::Client<
 /// An HTTPS client (http:// for local stand-ins); `http2_only` for APNs,
 /// which speaks nothing else (over http:// that is h2 with prior
 /// knowledge).
-pub(crate) fn client(http2_only: bool) -> anyhow::Result<Client> {
+pub fn http_client(http2_only: bool) -> anyhow::Result<HttpClient> {
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_platform_verifier(rustls::crypto::ring::default_provider())
         .context("TLS set-up")?
@@ -189,17 +191,21 @@ pub(crate) fn client(http2_only: bool) -> anyhow::Result<Client> {
     Ok(b.build(https))
 }
 
-/// A provider's answer: status, headers, body.
-pub(crate) struct Answer {
+/// An answer: status, `Retry-After`, the JSON body (a string when not
+/// JSON).
+pub struct Answer {
+    /// The status.
     pub status: u16,
+    /// `Retry-After` in seconds, when given.
     pub retry_after: Option<Duration>,
+    /// The body.
     pub body: Value,
 }
 
-/// Sends `req`; `Err` when the provider could not be reached or did not
-/// answer in time.
-pub(crate) async fn exchange(
-    client: &Client,
+/// Sends `req`; `Err` when the server could not be reached or did not
+/// answer within 10 s.
+pub async fn exchange(
+    client: &HttpClient,
     req: hyper::Request<Full<Bytes>>,
 ) -> Result<Answer, String> {
     let resp = match tokio::time::timeout(REQUEST_TIMEOUT, client.request(req)).await {

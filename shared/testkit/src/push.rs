@@ -267,6 +267,50 @@ async fn accept(listener: TcpListener, http2: bool, handle: Arc<Handler>, seen: 
     }
 }
 
+/// Google's OAuth2 token endpoint: an RS256 assertion of `client_email`
+/// for `scope`, addressed to this endpoint, buys `<prefix><n>`.
+fn token_endpoint(
+    req: &Request<Bytes>,
+    seen: &mut Seen,
+    key: &UnparsedPublicKey<Vec<u8>>,
+    client_email: &str,
+    scope: &str,
+    prefix: &str,
+) -> Response<Full<Bytes>> {
+    seen.token_requests += 1;
+    let form: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(req.body()).into_owned().collect();
+    let aud = format!("http://{}/token", req.headers()["host"].to_str().unwrap());
+    let checked = (form.get("grant_type").map(String::as_str)
+        == Some("urn:ietf:params:oauth:grant-type:jwt-bearer"))
+    .then_some(())
+    .ok_or("grant_type".to_string())
+    .and_then(|()| {
+        jwt(
+            form.get("assertion").map(String::as_str).unwrap_or(""),
+            "RS256",
+            key,
+        )
+    })
+    .and_then(|(_, c)| {
+        if c["iss"] != client_email || c["aud"] != aud.as_str() || c["scope"] != scope {
+            Err(format!("claims {c}"))
+        } else {
+            Ok(())
+        }
+    });
+    if let Err(e) = checked {
+        seen.auth_failures.push(e);
+        return answer(400, json!({"error": "invalid_grant"}), &[]);
+    }
+    let n = seen.token_requests;
+    answer(
+        200,
+        json!({"access_token": format!("{prefix}{n}"), "expires_in": 3599, "token_type": "Bearer"}),
+        &[],
+    )
+}
+
 fn behaviour(token: &str) -> &str {
     ["gone", "bad", "busy", "fail"]
         .into_iter()
@@ -378,28 +422,7 @@ pub async fn fcm(
         let mut seen = seen.lock().unwrap();
         let path = req.uri().path().to_string();
         if path == "/token" {
-            seen.token_requests += 1;
-            let form: std::collections::HashMap<String, String> =
-                form_urlencoded::parse(req.body()).into_owned().collect();
-            let aud = format!("http://{}/token", req.headers()["host"].to_str().unwrap());
-            let checked = (form.get("grant_type").map(String::as_str)
-                == Some("urn:ietf:params:oauth:grant-type:jwt-bearer"))
-            .then_some(())
-            .ok_or("grant_type".to_string())
-            .and_then(|()| jwt(form.get("assertion").map(String::as_str).unwrap_or(""), "RS256", &key))
-            .and_then(|(_, c)| {
-                if c["iss"] != client_email || c["aud"] != aud.as_str() || c["scope"] != FCM_SCOPE {
-                    Err(format!("claims {c}"))
-                } else {
-                    Ok(())
-                }
-            });
-            if let Err(e) = checked {
-                seen.auth_failures.push(e);
-                return answer(400, json!({"error": "invalid_grant"}), &[]);
-            }
-            let n = seen.token_requests;
-            return answer(200, json!({"access_token": format!("ya29.test-{n}"), "expires_in": 3599, "token_type": "Bearer"}), &[]);
+            return token_endpoint(&req, &mut seen, &key, client_email, FCM_SCOPE, "ya29.test-");
         }
         if path != format!("/v1/projects/{project}/messages:send") {
             return answer(404, json!({"error": {"code": 404, "status": "NOT_FOUND"}}), &[]);
@@ -433,4 +456,162 @@ pub async fn fcm(
         answer(200, json!({"name": format!("projects/{project}/messages/1")}), &[])
     })
     .await
+}
+
+// ---- Google Play ------------------------------------------------------------------
+
+/// The scope the Play Developer API's caller asks for.
+pub const PLAY_SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
+/// The key id under which [`RSA_PEM`] is published as "Google's" key.
+pub const GOOGLE_KID: &str = "test-google-key-1";
+
+/// Google's side of Google Play on one server: the OAuth2 token endpoint
+/// (`/token`, RS256 assertions of [`CLIENT_EMAIL`] for [`PLAY_SCOPE`]), the
+/// Play Developer API (`subscriptionsv2.get` answering from
+/// [`Play::purchases`], 404 for an unknown token; `acknowledge`), and the
+/// JWKS (`/certs`) that publishes [`RSA_PEM`]'s public key as
+/// [`GOOGLE_KID`], so tokens made with [`google_oidc_token`] are
+/// "Google-signed".
+pub struct Play {
+    /// The server.
+    pub server: StandIn,
+    /// Purchase token -> the SubscriptionPurchaseV2 JSON Google answers.
+    pub purchases: Arc<Mutex<std::collections::HashMap<String, Value>>>,
+    /// Tokens acknowledged, in order.
+    pub acknowledged: Arc<Mutex<Vec<String>>>,
+    /// Fetches of the JWKS.
+    pub jwks_fetches: Arc<Mutex<u32>>,
+}
+
+/// The JWKS publishing [`RSA_PEM`]'s public key as [`GOOGLE_KID`].
+pub fn google_jwks() -> Value {
+    let body: String = RSA_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("PEM");
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).expect("RSA key");
+    let c = ring::rsa::PublicKeyComponents::<Vec<u8>>::from(key.public());
+    json!({"keys": [{"kty": "RSA", "alg": "RS256", "use": "sig", "kid": GOOGLE_KID,
+                      "n": URL_SAFE_NO_PAD.encode(c.n), "e": URL_SAFE_NO_PAD.encode(c.e)}]})
+}
+
+/// A compact RS256 JWT with `claims`, signed with [`RSA_PEM`] under `kid`.
+pub fn google_oidc_token(claims: &Value, kid: &str) -> String {
+    let body: String = RSA_PEM
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .expect("PEM");
+    let key = ring::signature::RsaKeyPair::from_pkcs8(&der).expect("RSA key");
+    let input = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(json!({"alg": "RS256", "kid": kid, "typ": "JWT"}).to_string()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let mut sig = vec![0; key.public().modulus_len()];
+    key.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        input.as_bytes(),
+        &mut sig,
+    )
+    .expect("signing");
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(sig))
+}
+
+impl Play {
+    /// Starts it for `package`.
+    pub async fn start(package: &'static str) -> Self {
+        let key = UnparsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, rsa_public());
+        let purchases = Arc::<Mutex<std::collections::HashMap<String, Value>>>::default();
+        let acknowledged = Arc::<Mutex<Vec<String>>>::default();
+        let jwks_fetches = Arc::<Mutex<u32>>::default();
+        let (p, a, j) = (
+            purchases.clone(),
+            acknowledged.clone(),
+            jwks_fetches.clone(),
+        );
+        let server = serve(false, move |req, seen| {
+            let mut seen = seen.lock().unwrap();
+            let path = req.uri().path().to_string();
+            if path == "/certs" {
+                *j.lock().unwrap() += 1;
+                return answer(200, google_jwks(), &[]);
+            }
+            if path == "/token" {
+                return token_endpoint(&req, &mut seen, &key, CLIENT_EMAIL, PLAY_SCOPE, "ya29.play-");
+            }
+            let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !auth.starts_with("Bearer ya29.play-") {
+                seen.auth_failures.push(auth.to_string());
+                return answer(401, json!({"error": {"code": 401, "status": "UNAUTHENTICATED"}}), &[]);
+            }
+            let prefix = format!("/androidpublisher/v3/applications/{package}/purchases/");
+            let Some(rest) = path.strip_prefix(&prefix) else {
+                return answer(404, json!({"error": {"code": 404, "message": "No application was found."}}), &[]);
+            };
+            if let Some(token) = rest.strip_prefix("subscriptionsv2/tokens/") {
+                return match p.lock().unwrap().get(token) {
+                    Some(v) => answer(200, v.clone(), &[]),
+                    None => answer(404, json!({"error": {"code": 404, "message": "The purchase token was not found."}}), &[]),
+                };
+            }
+            if let Some(token) = rest
+                .strip_prefix("subscriptions/")
+                .and_then(|r| r.split_once("/tokens/"))
+                .and_then(|(_, t)| t.strip_suffix(":acknowledge"))
+            {
+                if let Some(v) = p.lock().unwrap().get_mut(token) {
+                    v["acknowledgementState"] = json!("ACKNOWLEDGEMENT_STATE_ACKNOWLEDGED");
+                    a.lock().unwrap().push(token.to_string());
+                    return answer(200, json!({}), &[]);
+                }
+                return answer(404, json!({"error": {"code": 404}}), &[]);
+            }
+            answer(404, json!({"error": {"code": 404}}), &[])
+        })
+        .await;
+        Self {
+            server,
+            purchases,
+            acknowledged,
+            jwks_fetches,
+        }
+    }
+
+    /// Sets what Google says about `token`.
+    pub fn set(&self, token: &str, purchase: Value) {
+        self.purchases
+            .lock()
+            .unwrap()
+            .insert(token.to_string(), purchase);
+    }
+
+    /// The `GOOGLE_PLAY_*` settings pointing at it, for `package`, with
+    /// notifications for `audience` pushed as `push_account`.
+    pub fn env(
+        &self,
+        package: &str,
+        pro: &str,
+        audience: &str,
+        push_account: &str,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("GOOGLE_PLAY_PACKAGE_NAME", package.to_string()),
+            (
+                "GOOGLE_PLAY_SERVICE_ACCOUNT",
+                service_account(&format!("{}/token", self.server.url())),
+            ),
+            ("GOOGLE_PLAY_PRO_PRODUCT_IDS", pro.to_string()),
+            ("GOOGLE_PLAY_API_URL", self.server.url()),
+            ("GOOGLE_PLAY_RTDN_AUDIENCE", audience.to_string()),
+            ("GOOGLE_PLAY_RTDN_SERVICE_ACCOUNT", push_account.to_string()),
+            ("GOOGLE_JWKS_URL", format!("{}/certs", self.server.url())),
+        ]
+    }
 }
