@@ -295,18 +295,27 @@ where
 pub struct DbConfig {
     /// `DATABASE_URL`: the Postgres connection string.
     pub url: Secret<String>,
-    /// `DATABASE_MAX_CONNECTIONS` (default 5): pool size per process.
+    /// `DATABASE_MAX_CONNECTIONS`: pool size per process. Default: the
+    /// invocations the process serves at once (`AWS_LAMBDA_MAX_CONCURRENCY`,
+    /// 1 when unset, as on ordinary Lambda) plus one for work after the
+    /// answer (urgent mail): a connection per invocation in flight, never
+    /// more. The pool is lazy and closes idle connections after 5 minutes,
+    /// so it opens only what the load uses.
     pub max_connections: u32,
     /// `DATABASE_ACQUIRE_TIMEOUT_MS` (default 5000).
     pub acquire_timeout_ms: u64,
 }
 
 impl DbConfig {
-    /// Reads `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS`,
-    /// `DATABASE_ACQUIRE_TIMEOUT_MS`.
+    /// Reads `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS` (default from
+    /// `AWS_LAMBDA_MAX_CONCURRENCY`), `DATABASE_ACQUIRE_TIMEOUT_MS`.
     pub fn read(env: &mut Env) -> Option<Self> {
         let url = env.required_secret("DATABASE_URL");
-        let max_connections = env.or("DATABASE_MAX_CONNECTIONS", 5u32);
+        let concurrency = env.or("AWS_LAMBDA_MAX_CONCURRENCY", 1u32).max(1);
+        let max_connections = env.or("DATABASE_MAX_CONNECTIONS", concurrency.saturating_add(1));
+        if max_connections == 0 {
+            env.problem("DATABASE_MAX_CONNECTIONS must be at least 1");
+        }
         let acquire_timeout_ms = env.or("DATABASE_ACQUIRE_TIMEOUT_MS", 5000u64);
         if let Some(u) = &url {
             if !(u.expose().starts_with("postgres://") || u.expose().starts_with("postgresql://")) {
@@ -441,7 +450,41 @@ mod tests {
         let db = DbConfig::read(&mut env).unwrap();
         let app = AppConfig::read(&mut env);
         env.finish().unwrap();
-        assert_eq!(db.max_connections, 5);
+        assert_eq!(db.max_connections, 2, "one invocation at a time, plus one");
         assert_eq!(app.token_ttl_days, 365);
+    }
+
+    #[test]
+    fn the_pool_is_sized_from_the_concurrency_unless_set() {
+        let read = |pairs: &[(&str, &str)]| {
+            let mut env = Env::from_pairs(pairs.iter().copied());
+            let db = DbConfig::read(&mut env);
+            env.finish_with(db).map(|d| d.max_connections)
+        };
+        let url = ("DATABASE_URL", "postgres://x/y");
+        assert_eq!(
+            read(&[url, ("AWS_LAMBDA_MAX_CONCURRENCY", "8")]).unwrap(),
+            9
+        );
+        assert_eq!(
+            read(&[url, ("AWS_LAMBDA_MAX_CONCURRENCY", "0")]).unwrap(),
+            2
+        );
+        assert_eq!(
+            read(&[
+                url,
+                ("AWS_LAMBDA_MAX_CONCURRENCY", "8"),
+                ("DATABASE_MAX_CONNECTIONS", "4")
+            ])
+            .unwrap(),
+            4,
+            "an explicit size wins"
+        );
+        assert_eq!(
+            read(&[url, ("DATABASE_MAX_CONNECTIONS", "")]).unwrap(),
+            2,
+            "empty is unset"
+        );
+        assert!(read(&[url, ("DATABASE_MAX_CONNECTIONS", "0")]).is_err());
     }
 }

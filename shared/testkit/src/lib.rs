@@ -15,6 +15,7 @@ pub mod push;
 pub mod redis;
 pub mod s3;
 pub mod smtp;
+pub mod statements;
 
 pub use db::TestDb;
 pub use http::{TestClient, TestResponse};
