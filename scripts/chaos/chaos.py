@@ -53,7 +53,7 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "edge"))
-from stack import CDN, ROOT, start  # noqa: E402
+from stack import CDN, ROOT, Answer, start  # noqa: E402
 
 TAG = "0chaos0test0"
 FUNCTION_TIMEOUT = 10  # template.yaml Globals: every HTTP function
@@ -311,20 +311,6 @@ class Record:
     def ack(self, phase, kind, value):
         with self.lock:
             self.acks.append((phase, kind, value))
-
-
-class Answer:
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-
-    def json(self):
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
-
-    def __repr__(self):
-        return f"{self.status} {self.body[:160]!r}"
 
 
 def classify(a):
