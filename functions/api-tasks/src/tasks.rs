@@ -10,7 +10,7 @@ use honeydue_core::domain::recurrence::{self, Anchor};
 use honeydue_core::{limits, membership, AppError, AppResult, Validator};
 use honeydue_http::{AuthUser, IdempotencyKey, Json, PathId, Query, State};
 use rust_decimal::Decimal;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
@@ -79,33 +79,93 @@ impl TaskRow {
             days,
         )
     }
-    pub fn to_json(&self, today: NaiveDate, days: i64) -> Value {
-        json!({
-            "id": self.id,
-            "residence_id": self.residence_id,
-            "title": self.title,
-            "description": self.description,
-            "category_id": self.category_id,
-            "priority_id": self.priority_id,
-            "frequency_id": self.frequency_id,
-            "custom_interval_days": self.custom_interval_days,
-            "recurrence_anchor": self.recurrence_anchor,
-            "due_date": self.due_date,
-            "next_due_date": self.next_due_date,
-            "assigned_to": self.assigned_to,
-            "contractor_id": self.contractor_id,
-            "estimated_cost": self.estimated_cost,
-            "in_progress": self.in_progress,
-            "is_cancelled": self.is_cancelled,
-            "is_archived": self.is_archived,
-            "is_recurring": self.interval().is_some(),
-            "kanban_column": if self.is_archived { "archived" } else { self.column(today, days).name() },
-            "completion_count": self.completion_count,
-            "last_completed_at": self.last_completed_at,
-            "created_at": self.created_at,
-            "updated_at": self.updated_at,
-        })
+    /// The task as the API shows it, in `column` (its column today).
+    fn out(&self, column: Column) -> TaskOut<'_> {
+        TaskOut {
+            assigned_to: self.assigned_to,
+            category_id: self.category_id,
+            completion_count: self.completion_count,
+            contractor_id: self.contractor_id,
+            created_at: &self.created_at,
+            custom_interval_days: self.custom_interval_days,
+            description: &self.description,
+            due_date: self.due_date,
+            estimated_cost: &self.estimated_cost,
+            frequency_id: self.frequency_id,
+            id: self.id,
+            in_progress: self.in_progress,
+            is_archived: self.is_archived,
+            is_cancelled: self.is_cancelled,
+            is_recurring: self.interval().is_some(),
+            kanban_column: if self.is_archived {
+                "archived"
+            } else {
+                column.name()
+            },
+            last_completed_at: self.last_completed_at,
+            next_due_date: self.next_due_date,
+            priority_id: self.priority_id,
+            recurrence_anchor: &self.recurrence_anchor,
+            residence_id: self.residence_id,
+            title: &self.title,
+            updated_at: &self.updated_at,
+        }
     }
+
+    pub fn to_json(&self, today: NaiveDate, days: i64) -> Value {
+        serde_json::to_value(self.out(self.column(today, days))).expect("a task serializes")
+    }
+}
+
+/// A task as the API shows it. Fields in alphabetical order: the order
+/// serde_json gives an object's keys, so the typed answer has the same
+/// bytes as the `json!` one it replaced (a test compares them).
+#[derive(Serialize)]
+struct TaskOut<'a> {
+    assigned_to: Option<i64>,
+    category_id: Option<i32>,
+    completion_count: i64,
+    contractor_id: Option<i64>,
+    created_at: &'a DateTime<Utc>,
+    custom_interval_days: Option<i32>,
+    description: &'a str,
+    due_date: Option<NaiveDate>,
+    estimated_cost: &'a Option<Decimal>,
+    frequency_id: Option<i32>,
+    id: i64,
+    in_progress: bool,
+    is_archived: bool,
+    is_cancelled: bool,
+    is_recurring: bool,
+    kanban_column: &'static str,
+    last_completed_at: Option<DateTime<Utc>>,
+    next_due_date: Option<NaiveDate>,
+    priority_id: Option<i32>,
+    recurrence_anchor: &'a str,
+    residence_id: i64,
+    title: &'a str,
+    updated_at: &'a DateTime<Utc>,
+}
+
+/// A board column (fields alphabetical, as [`TaskOut`]).
+#[derive(Serialize)]
+struct ColumnOut<'a> {
+    actions: &'static [&'static str],
+    color: &'static str,
+    count: usize,
+    display_name: &'static str,
+    name: &'static str,
+    tasks: Vec<TaskOut<'a>>,
+}
+
+/// A board (fields alphabetical, as [`TaskOut`]).
+#[derive(Serialize)]
+struct BoardOut<'a> {
+    columns: Vec<ColumnOut<'a>>,
+    date: NaiveDate,
+    days_threshold: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    residence_id: Option<i64>,
 }
 
 /// Loads tasks by a filter: one task, a residence, or all of a user's
@@ -168,33 +228,42 @@ fn days(p: &BoardParams) -> AppResult<i64> {
     }
 }
 
-fn board(rows: &[TaskRow], today: NaiveDate, days: i64) -> Value {
-    let columns: Vec<Value> = SHOWN
+/// The board's JSON: each row's column decided once, the tasks written
+/// straight to the answer's bytes.
+fn board(rows: &[TaskRow], today: NaiveDate, days: i64, residence_id: Option<i64>) -> String {
+    let placed: Vec<(Column, &TaskRow)> = rows.iter().map(|t| (t.column(today, days), t)).collect();
+    let columns = SHOWN
         .iter()
         .map(|c| {
-            let mut tasks: Vec<&TaskRow> = rows
+            let mut tasks: Vec<&TaskRow> = placed
                 .iter()
-                .filter(|t| t.column(today, days) == *c)
+                .filter(|(col, _)| col == c)
+                .map(|(_, t)| *t)
                 .collect();
             if *c == Column::Completed {
                 tasks.sort_by_key(|t| std::cmp::Reverse(t.last_completed_at));
             }
-            json!({
-                "name": c.name(),
-                "display_name": c.display_name(),
-                "color": c.color(),
-                "actions": c.actions(),
-                "count": tasks.len(),
-                "tasks": tasks.iter().map(|t| t.to_json(today, days)).collect::<Vec<_>>(),
-            })
+            ColumnOut {
+                actions: c.actions(),
+                color: c.color(),
+                count: tasks.len(),
+                display_name: c.display_name(),
+                name: c.name(),
+                tasks: tasks.iter().map(|t| t.out(*c)).collect(),
+            }
         })
         .collect();
-    json!({"days_threshold": days, "date": today, "columns": columns})
+    serde_json::to_string(&BoardOut {
+        columns,
+        date: today,
+        days_threshold: days,
+        residence_id,
+    })
+    .expect("a board serializes")
 }
 
 /// A JSON answer with a content ETag; `If-None-Match` on it gives 304.
-fn with_etag(headers: &HeaderMap, body: Value) -> Response {
-    let text = body.to_string();
+fn with_etag(headers: &HeaderMap, text: String) -> Response {
     let tag = format!(
         "\"{}\"",
         &hex::encode(Sha256::digest(text.as_bytes()))[..32]
@@ -234,7 +303,7 @@ async fn board_all(
     let mut conn = state.db.acquire().await?;
     let rows = load_tasks(&mut conn, user.id, None, None, false).await?;
     let today = membership::today_in(&user.timezone);
-    Ok(with_etag(&headers, board(&rows, today, days)))
+    Ok(with_etag(&headers, board(&rows, today, days, None)))
 }
 
 async fn board_residence(
@@ -249,9 +318,7 @@ async fn board_residence(
     membership::role(&mut conn, user.id, id).await?;
     let rows = load_tasks(&mut conn, user.id, None, Some(id), false).await?;
     let today = membership::today_in(&user.timezone);
-    let mut b = board(&rows, today, days);
-    b["residence_id"] = json!(id);
-    Ok(with_etag(&headers, b))
+    Ok(with_etag(&headers, board(&rows, today, days, Some(id))))
 }
 
 // ---- CRUD ------------------------------------------------------------------------
@@ -705,4 +772,126 @@ async fn reschedule(
     let t = load_task(&mut tx, user.id, id).await?;
     tx.commit().await?;
     Ok(Json(t.to_json(membership::today_in(&user.timezone), 30)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    /// The board as it was built before the typed answer (`json!` objects),
+    /// kept as the reference the typed one must match byte for byte.
+    fn reference(
+        rows: &[TaskRow],
+        today: NaiveDate,
+        days: i64,
+        residence_id: Option<i64>,
+    ) -> String {
+        let task = |t: &TaskRow| {
+            json!({
+                "id": t.id, "residence_id": t.residence_id, "title": t.title, "description": t.description,
+                "category_id": t.category_id, "priority_id": t.priority_id, "frequency_id": t.frequency_id,
+                "custom_interval_days": t.custom_interval_days, "recurrence_anchor": t.recurrence_anchor,
+                "due_date": t.due_date, "next_due_date": t.next_due_date, "assigned_to": t.assigned_to,
+                "contractor_id": t.contractor_id, "estimated_cost": t.estimated_cost, "in_progress": t.in_progress,
+                "is_cancelled": t.is_cancelled, "is_archived": t.is_archived, "is_recurring": t.interval().is_some(),
+                "kanban_column": if t.is_archived { "archived" } else { t.column(today, days).name() },
+                "completion_count": t.completion_count, "last_completed_at": t.last_completed_at,
+                "created_at": t.created_at, "updated_at": t.updated_at,
+            })
+        };
+        let columns: Vec<Value> = SHOWN
+            .iter()
+            .map(|c| {
+                let mut tasks: Vec<&TaskRow> = rows.iter().filter(|t| t.column(today, days) == *c).collect();
+                if *c == Column::Completed {
+                    tasks.sort_by_key(|t| std::cmp::Reverse(t.last_completed_at));
+                }
+                json!({"name": c.name(), "display_name": c.display_name(), "color": c.color(), "actions": c.actions(),
+                       "count": tasks.len(), "tasks": tasks.iter().map(|t| task(t)).collect::<Vec<_>>()})
+            })
+            .collect();
+        let mut b = json!({"days_threshold": days, "date": today, "columns": columns});
+        if let Some(id) = residence_id {
+            b["residence_id"] = json!(id);
+        }
+        b.to_string()
+    }
+
+    fn row(i: i64, today: NaiveDate) -> TaskRow {
+        let at = Utc.with_ymd_and_hms(2026, 3, 1, 8, 30, 0).unwrap()
+            + chrono::Duration::seconds(i * 3_601);
+        TaskRow {
+            id: i,
+            residence_id: 7,
+            title: format!("Task \"{i}\" — gutters ✓ <b>"),
+            description: if i % 3 == 0 {
+                String::new()
+            } else {
+                format!("line\nbreak {i}")
+            },
+            category_id: (i % 2 == 0).then_some(i as i32),
+            priority_id: (i % 4 == 1).then_some(2),
+            frequency_id: (i % 5 != 0).then_some(1 + (i % 8) as i32),
+            custom_interval_days: (i % 7 == 0).then_some(10),
+            recurrence_anchor: if i % 2 == 0 {
+                "due_date".into()
+            } else {
+                "completion".into()
+            },
+            due_date: (i % 11 != 0).then(|| today + chrono::Duration::days(i % 60 - 20)),
+            next_due_date: (i % 11 != 0).then(|| today + chrono::Duration::days(i % 60 - 20)),
+            assigned_to: (i % 3 == 1).then_some(42),
+            contractor_id: (i % 9 == 0).then_some(5),
+            estimated_cost: (i % 4 == 0).then(|| Decimal::new(12_345 + i, 2)),
+            in_progress: i % 13 == 0,
+            is_cancelled: i % 17 == 0,
+            is_archived: i % 19 == 0,
+            created_at: at,
+            updated_at: at + chrono::Duration::minutes(i),
+            freq_days: (i % 5 == 1).then_some(7),
+            freq_months: (i % 5 == 2).then_some(1),
+            completion_count: i % 6,
+            last_completed_at: (i % 6 != 0).then(|| at + chrono::Duration::hours(i % 50)),
+        }
+    }
+
+    #[test]
+    fn the_typed_board_has_the_bytes_of_the_json_one() {
+        let today = NaiveDate::from_ymd_opt(2026, 6, 10).unwrap();
+        let rows: Vec<TaskRow> = (1..=300).map(|i| row(i, today)).collect();
+        for (days, residence) in [(30, Some(7)), (7, None), (365, Some(7)), (1, None)] {
+            let typed = board(&rows, today, days, residence);
+            assert_eq!(
+                typed,
+                reference(&rows, today, days, residence),
+                "days {days}"
+            );
+            // Every column of the product appears, with tasks in several.
+            let v: Value = serde_json::from_str(&typed).unwrap();
+            let counts: Vec<u64> = v["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["count"].as_u64().unwrap())
+                .collect();
+            assert_eq!(counts.len(), SHOWN.len());
+            assert!(counts.iter().filter(|n| **n > 0).count() >= 3, "{counts:?}");
+        }
+        assert_eq!(board(&[], today, 30, None), reference(&[], today, 30, None));
+        // One task alone, as the detail routes show it.
+        let t = row(8, today);
+        assert_eq!(t.to_json(today, 30).to_string(), {
+            let b: Value =
+                serde_json::from_str(&reference(std::slice::from_ref(&t), today, 30, None))
+                    .unwrap();
+            b["columns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find_map(|c| c["tasks"].get(0).cloned())
+                .unwrap()
+                .to_string()
+        });
+    }
 }
