@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use chrono::{DateTime, Utc};
 use honeydue_core::domain::recurrence;
+use honeydue_core::notify::Notice;
 use honeydue_core::{membership, AppError, AppResult, OnConstraint, Validator};
 use honeydue_http::{AuthUser, IdempotencyKey, Json, Page, Paginated, PathId, Query, State};
 use rust_decimal::Decimal;
@@ -262,25 +263,26 @@ async fn create(
     )
     .execute(&mut *tx)
     .await?;
-    // Tell the other members (in-app, and push as their preferences say).
-    let told = sqlx::query_scalar!(
-        "INSERT INTO notifications (user_id, kind, title, body, data)
-         SELECT m.user_id, 'completed', $3, $4, $5
-           FROM residence_members m
-           LEFT JOIN notification_preferences p ON p.user_id = m.user_id
-          WHERE m.residence_id = $1 AND m.user_id <> $2
-            AND COALESCE((p.kinds -> 'completed' ->> 'enabled')::boolean, TRUE)
-         RETURNING id",
+    // Tell the other members, as their preferences say.
+    let others = sqlx::query_scalar!(
+        "SELECT user_id FROM residence_members WHERE residence_id = $1 AND user_id <> $2",
         task.residence_id,
-        user.id,
-        "A task was completed",
-        task.title,
-        json!({"task_id": task.id, "completion_id": cid, "completed_by": user.id})
+        user.id
     )
     .fetch_all(&mut *tx)
     .await?;
-    honeydue_core::notify::enqueue_push(&mut tx, &told).await?;
-    honeydue_mail::events::enqueue_for(&mut tx, &state.cfg.app, &told).await?;
+    let data = json!({"task_id": task.id, "completion_id": cid, "completed_by": user.id});
+    let notices: Vec<Notice> = others
+        .into_iter()
+        .map(|to| Notice {
+            user_id: to,
+            kind: "completed",
+            title: "A task was completed".into(),
+            body: task.title.clone(),
+            data: data.clone(),
+        })
+        .collect();
+    honeydue_mail::events::notify(&mut tx, &state.cfg.app, &notices).await?;
     let completion = load_completion(&mut tx, cid).await?;
     let t = load_task(&mut tx, user.id, task.id).await?;
     tx.commit().await?;

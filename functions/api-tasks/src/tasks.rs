@@ -526,8 +526,9 @@ async fn notify_assigned(
     task_id: i64,
     title: &str,
 ) -> AppResult<()> {
-    let ids = honeydue_core::notify::notify(
-        &mut *conn,
+    honeydue_mail::events::notify(
+        conn,
+        app,
         &[honeydue_core::notify::Notice {
             user_id: to,
             kind: "assigned",
@@ -537,7 +538,6 @@ async fn notify_assigned(
         }],
     )
     .await?;
-    honeydue_mail::events::enqueue_for(conn, app, &ids).await?;
     Ok(())
 }
 

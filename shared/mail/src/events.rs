@@ -34,6 +34,19 @@ pub fn unsubscribe_headers(url: &str) -> Vec<(String, String)> {
     ]
 }
 
+/// What an event tells people: the notifications and their pushes
+/// (`honeydue_core::notify`), then their emails ([`enqueue_for`]), in the
+/// caller's transaction; returns the notifications' ids.
+pub async fn notify(
+    conn: &mut PgConnection,
+    app: &AppConfig,
+    notices: &[honeydue_core::notify::Notice],
+) -> sqlx::Result<Vec<i64>> {
+    let ids = honeydue_core::notify::notify(&mut *conn, notices).await?;
+    enqueue_for(conn, app, &ids).await?;
+    Ok(ids)
+}
+
 /// Queues the emails of `notifications` (ids written in this transaction)
 /// that their recipients' preferences allow; returns how many were new.
 /// Without `APP_SECRET` (no unsubscribe link can be signed) nothing is

@@ -302,8 +302,7 @@ pub(super) async fn join(
             data: json!({"event": "member_joined", "residence_id": share.residence_id, "user_id": user.id}),
         })
         .collect();
-    let told = honeydue_core::notify::notify(&mut tx, &notices).await?;
-    honeydue_mail::events::enqueue_for(&mut tx, &state.cfg.app, &told).await?;
+    honeydue_mail::events::notify(&mut tx, &state.cfg.app, &notices).await?;
     // A code is used up after its joins: it stops working.
     if share.uses + 1 >= share.max_uses {
         sqlx::query!("DELETE FROM residence_share_codes WHERE id = $1", share.id)
