@@ -39,6 +39,9 @@ const ISSUERS: [&str; 2] = ["https://accounts.google.com", "accounts.google.com"
 const LEEWAY_SECS: i64 = 60;
 /// How long Google's keys are kept.
 const JWKS_TTL: Duration = Duration::from_secs(3600);
+/// The least time between two fetches of Google's keys for an unknown key
+/// id.
+const JWKS_REFETCH: Duration = Duration::from_secs(60);
 /// The scope of the Play Developer API.
 pub const SCOPE: &str = "https://www.googleapis.com/auth/androidpublisher";
 
@@ -319,47 +322,49 @@ impl GooglePlay {
         Ok(())
     }
 
-    /// Google's key `kid` (the JWKS kept an hour, fetched again once for a
-    /// key it does not have).
+    /// Google's key `kid`. The JWKS is kept an hour; a key id it lacks
+    /// fetches it again, at most once a minute (Google rotates keys, and a
+    /// stream of made-up key ids must not become a stream of fetches).
     async fn key(
         &self,
         rtdn: &Rtdn,
         kid: &str,
     ) -> AppResult<Option<ring::signature::RsaPublicKeyComponents<Vec<u8>>>> {
+        let find = |keys: &Value| {
+            let k = keys["keys"]
+                .as_array()?
+                .iter()
+                .find(|k| k["kid"] == kid && k["kty"] == "RSA")?;
+            let part = |name: &str| {
+                URL_SAFE_NO_PAD
+                    .decode(k[name].as_str()?.trim_end_matches('='))
+                    .ok()
+            };
+            Some(ring::signature::RsaPublicKeyComponents {
+                n: part("n")?,
+                e: part("e")?,
+            })
+        };
         let mut kept = rtdn.keys.lock().await;
-        for attempt in 0..2 {
-            let fresh = kept.as_ref().is_some_and(|(_, at)| at.elapsed() < JWKS_TTL);
-            if !fresh || attempt == 1 {
-                let req = hyper::Request::get(&rtdn.jwks_url)
-                    .body(Default::default())
-                    .map_err(|e| AppError::Internal(anyhow::anyhow!("request: {e}")))?;
-                let a = honeydue_push::exchange(&self.client, req)
-                    .await
-                    .map_err(|e| unavailable(format!("Google's keys: {e}")))?;
-                if a.status != 200 {
-                    return Err(unavailable(format!("Google's keys: {}", a.status)));
-                }
-                *kept = Some((a.body, Instant::now()));
+        let fetch = match kept.as_ref() {
+            None => true,
+            Some((keys, at)) => {
+                at.elapsed() >= JWKS_TTL || (find(keys).is_none() && at.elapsed() >= JWKS_REFETCH)
             }
-            let keys = &kept.as_ref().expect("fetched").0;
-            if let Some(k) = keys["keys"]
-                .as_array()
-                .and_then(|ks| ks.iter().find(|k| k["kid"] == kid && k["kty"] == "RSA"))
-            {
-                let part = |name: &str| {
-                    k[name]
-                        .as_str()
-                        .and_then(|v| URL_SAFE_NO_PAD.decode(v.trim_end_matches('=')).ok())
-                };
-                return Ok(part("n")
-                    .zip(part("e"))
-                    .map(|(n, e)| ring::signature::RsaPublicKeyComponents { n, e }));
+        };
+        if fetch {
+            let req = hyper::Request::get(&rtdn.jwks_url)
+                .body(Default::default())
+                .map_err(|e| AppError::Internal(anyhow::anyhow!("request: {e}")))?;
+            let a = honeydue_push::exchange(&self.client, req)
+                .await
+                .map_err(|e| unavailable(format!("Google's keys: {e}")))?;
+            if a.status != 200 {
+                return Err(unavailable(format!("Google's keys: {}", a.status)));
             }
-            if !fresh {
-                break; // just fetched: the key is not Google's
-            }
+            *kept = Some((a.body, Instant::now()));
         }
-        Ok(None)
+        Ok(kept.as_ref().and_then(|(keys, _)| find(keys)))
     }
 }
 
