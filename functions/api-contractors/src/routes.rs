@@ -51,9 +51,10 @@ async fn query(
 ) -> AppResult<(i64, Vec<ContractorOut>)> {
     let count = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM contractors c
-            WHERE (CASE WHEN c.residence_id IS NULL THEN c.owner_id = $1
-                        ELSE EXISTS (SELECT 1 FROM residence_members m
-                                      WHERE m.residence_id = c.residence_id AND m.user_id = $1) END)
+            WHERE c.id IN (SELECT v.id FROM contractors v WHERE v.owner_id = $1 AND v.residence_id IS NULL
+                           UNION ALL
+                           SELECT v.id FROM residence_members m JOIN contractors v ON v.residence_id = m.residence_id
+                            WHERE m.user_id = $1)
               AND ($2::bigint IS NULL OR c.id = $2)
               AND ($3::bigint IS NULL OR c.residence_id = $3)
               AND ($4::int IS NULL OR EXISTS (SELECT 1 FROM contractor_specialty_links l
@@ -74,9 +75,10 @@ async fn query(
                         ORDER BY l.specialty_id) AS "specialty_ids!",
                   (c.owner_id = $1) AS "is_mine!", c.created_at, c.updated_at
              FROM contractors c
-            WHERE (CASE WHEN c.residence_id IS NULL THEN c.owner_id = $1
-                        ELSE EXISTS (SELECT 1 FROM residence_members m
-                                      WHERE m.residence_id = c.residence_id AND m.user_id = $1) END)
+            WHERE c.id IN (SELECT v.id FROM contractors v WHERE v.owner_id = $1 AND v.residence_id IS NULL
+                           UNION ALL
+                           SELECT v.id FROM residence_members m JOIN contractors v ON v.residence_id = m.residence_id
+                            WHERE m.user_id = $1)
               AND ($2::bigint IS NULL OR c.id = $2)
               AND ($3::bigint IS NULL OR c.residence_id = $3)
               AND ($4::int IS NULL OR EXISTS (SELECT 1 FROM contractor_specialty_links l

@@ -184,8 +184,7 @@ pub async fn load_tasks(
                   t.contractor_id, t.estimated_cost, t.in_progress, t.is_cancelled, t.is_archived,
                   t.created_at, t.updated_at,
                   f.interval_days AS "freq_days?", f.interval_months AS "freq_months?",
-                  (SELECT count(*) FROM task_completions c WHERE c.task_id = t.id) AS "completion_count!",
-                  (SELECT max(c.completed_at) FROM task_completions c WHERE c.task_id = t.id) AS last_completed_at
+                  t.completion_count, t.last_completed_at
              FROM tasks t
              JOIN residence_members m ON m.residence_id = t.residence_id AND m.user_id = $1
              LEFT JOIN task_frequencies f ON f.id = t.frequency_id

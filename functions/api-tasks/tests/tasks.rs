@@ -1180,3 +1180,120 @@ async fn events_go_in_app_by_email_and_by_push_as_each_member_prefers() {
         .unwrap();
     assert_eq!(to_u, 0);
 }
+
+/// A task's completion count and last completion are kept on the task (a
+/// trigger on task_completions, so the board reads no completions): they
+/// follow the API's completions and undos, and plain SQL too (a bulk
+/// insert, a completion moved to another task, one re-dated).
+#[tokio::test]
+async fn completion_figures_follow_every_change_to_completions() {
+    let (db, c) = spawn().await;
+    let (ann, token) = user(&db.pool, "ann@example.com").await;
+    let home = residence(&db.pool, ann, "Home").await;
+    let new = |title: &str| json!({"residence_id": home, "title": title, "frequency_id": WEEKLY, "due_date": "2026-01-05"});
+    let filter = task(&c, &token, new("filter")).await["id"]
+        .as_i64()
+        .unwrap();
+    let gutters = task(&c, &token, new("gutters")).await["id"]
+        .as_i64()
+        .unwrap();
+    let figures = |id: i64| {
+        let (c, token) = (c.clone(), token.clone());
+        async move {
+            let t = c
+                .get(&format!("/api/tasks/{id}/"), Some(&token))
+                .await
+                .json();
+            let last = t["last_completed_at"].as_str().map(|s| {
+                s.parse::<chrono::DateTime<chrono::Utc>>()
+                    .unwrap()
+                    .to_rfc3339()
+            });
+            (t["completion_count"].as_i64().unwrap(), last)
+        }
+    };
+    let at = |s: &str| {
+        Some(
+            s.parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+                .to_rfc3339(),
+        )
+    };
+    assert_eq!(figures(filter).await, (0, None));
+
+    complete(&c, &token, filter, "2026-01-05T10:00:00Z").await;
+    let second = complete(&c, &token, filter, "2026-01-12T09:00:00Z").await["completion"]["id"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(figures(filter).await, (2, at("2026-01-12T09:00:00Z")));
+
+    let r = c
+        .delete(
+            &format!("/api/task-completions/{second}/"),
+            None,
+            Some(&token),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["task"]["completion_count"], 1, "the undo's answer");
+    assert_eq!(
+        figures(filter).await,
+        (1, at("2026-01-05T10:00:00Z")),
+        "undo: the earlier one is last again"
+    );
+
+    sqlx::query(
+        "INSERT INTO task_completions (task_id, completed_at)
+         SELECT $1, t FROM unnest($2::timestamptz[]) t",
+    )
+    .bind(filter)
+    .bind(vec![
+        "2025-12-01T08:00:00Z"
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap(),
+        "2026-02-01T08:00:00Z".parse().unwrap(),
+        "2026-03-01T08:00:00Z".parse().unwrap(),
+    ])
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(figures(filter).await, (4, at("2026-03-01T08:00:00Z")));
+
+    sqlx::query("UPDATE task_completions SET task_id = $2 WHERE task_id = $1 AND completed_at = '2026-03-01T08:00:00Z'")
+        .bind(filter)
+        .bind(gutters)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        figures(filter).await,
+        (3, at("2026-02-01T08:00:00Z")),
+        "moved away"
+    );
+    assert_eq!(
+        figures(gutters).await,
+        (1, at("2026-03-01T08:00:00Z")),
+        "moved in"
+    );
+
+    sqlx::query("UPDATE task_completions SET completed_at = '2026-04-01T08:00:00Z' WHERE task_id = $1 AND completed_at = '2025-12-01T08:00:00Z'")
+        .bind(filter)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        figures(filter).await,
+        (3, at("2026-04-01T08:00:00Z")),
+        "re-dated"
+    );
+
+    let stale: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM tasks t
+          WHERE t.completion_count <> (SELECT count(*) FROM task_completions c WHERE c.task_id = t.id)
+             OR t.last_completed_at IS DISTINCT FROM (SELECT max(c.completed_at) FROM task_completions c WHERE c.task_id = t.id)",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stale, 0, "the kept figures equal a count from scratch");
+}
