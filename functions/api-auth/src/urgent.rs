@@ -2,9 +2,11 @@
 //! code's outbox row commits, a background task delivers that row over SMTP
 //! (`deliver_now`, which claims it with `SKIP LOCKED` like the dispatcher).
 //! The response never waits for it, so its timing says nothing about
-//! whether an account exists. If SMTP is not configured here, is down, or
-//! the process is frozen after the response (Lambda), the row stays pending
-//! and `cron-email-dispatch` delivers it within a minute.
+//! whether an account exists. If SMTP is not configured here or is down,
+//! the row stays pending and `cron-email-dispatch` (every minute) delivers
+//! it; if the process stops half-way (frozen after the response on Lambda,
+//! or a worker replaced between invocations under the shim), its claim
+//! lapses after `URGENT_LEASE` (45 s) and the next dispatcher run takes it.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -249,3 +249,59 @@ async fn runs_as_a_cronjob_through_shim_invoke() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Urgent mail (a code sent from the background of a request) whose sender
+/// stops half-way, its SMTP server not yet answering (a worker replaced
+/// between invocations, a frozen Lambda): the row is leased only for
+/// URGENT_LEASE, so the next dispatcher run after it takes the row, rather
+/// than one five minutes later.
+#[tokio::test]
+async fn an_urgent_send_cut_off_half_way_is_due_again_after_a_short_lease() {
+    use honeydue_mail::deliver::{deliver_now, URGENT_LEASE};
+    let db = TestDb::new().await;
+    // An SMTP server that accepts and never speaks.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut conns = Vec::new();
+        while let Ok((c, _)) = silent.accept().await {
+            conns.push(c);
+        }
+    });
+    let id = enqueue(&db, "dee@example.com", "Your code").await;
+    let cut = tokio::time::timeout(
+        Duration::from_millis(500),
+        deliver_now(&db.pool, &mailer(port), &[id]),
+    )
+    .await;
+    assert!(cut.is_err(), "the sender was still waiting for the server");
+    held.abort();
+    let (attempts, leased_for): (i32, f64) = sqlx::query_as(
+        "SELECT attempts, extract(epoch FROM next_attempt_at - now())::float8 FROM email_outbox WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(attempts, 1, "claimed");
+    assert!(
+        leased_for > 0.0 && leased_for <= URGENT_LEASE.as_secs_f64(),
+        "leased for {leased_for:.0} s, expected at most {} s",
+        URGENT_LEASE.as_secs()
+    );
+    let smtp = tokio::task::spawn_blocking(TestSmtp::start).await.unwrap();
+    let d = dispatcher(&db, smtp.port);
+    assert_eq!(d.run().await.unwrap().sent, 0, "not before the lease ends");
+    sqlx::query("UPDATE email_outbox SET next_attempt_at = now() WHERE id = $1 AND next_attempt_at <= now() + $2::float8 * interval '1 second'")
+        .bind(id)
+        .bind(URGENT_LEASE.as_secs_f64())
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        d.run().await.unwrap().sent,
+        1,
+        "then the dispatcher sends it"
+    );
+    assert_eq!(smtp.messages().len(), 1);
+}

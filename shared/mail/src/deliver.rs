@@ -194,17 +194,27 @@ fn build(
     built.map_err(|e| format!("cannot build message: {e}"))
 }
 
+/// How long `deliver_now` leases the rows it claims. Urgent mail is sent
+/// from the background of a request, which can stop at any point: a worker
+/// replaced between invocations (over its memory), a Lambda environment
+/// frozen after its answer. Its row is then due again this soon (the next
+/// dispatcher run takes it), not after the dispatcher's five-minute lease;
+/// it outlasts the 30 s the sender allows itself, so a live sender is never
+/// raced.
+pub const URGENT_LEASE: Duration = Duration::from_secs(45);
+
 /// Delivers due outbox rows until none are left or the budget is spent.
 pub async fn dispatch(pool: &PgPool, mailer: &Mailer, policy: Policy) -> anyhow::Result<Stats> {
-    deliver(pool, mailer, policy, None).await
+    deliver(pool, mailer, policy, None, LEASE).await
 }
 
 /// Delivers the outbox rows `ids` now, if still pending and not taken by a
 /// dispatcher (urgent mail such as codes, right after its transaction
-/// commits). A failure is recorded as the dispatcher would, which then
-/// retries it; nothing is lost by calling this, or by not calling it.
+/// commits), leasing them for `URGENT_LEASE`. A failure is recorded as the
+/// dispatcher would, which then retries it; nothing is lost by calling
+/// this, or by not calling it, or by its caller stopping half-way.
 pub async fn deliver_now(pool: &PgPool, mailer: &Mailer, ids: &[i64]) -> anyhow::Result<Stats> {
-    deliver(pool, mailer, Policy::default(), Some(ids)).await
+    deliver(pool, mailer, Policy::default(), Some(ids), URGENT_LEASE).await
 }
 
 async fn deliver(
@@ -212,6 +222,7 @@ async fn deliver(
     mailer: &Mailer,
     policy: Policy,
     only: Option<&[i64]>,
+    lease: Duration,
 ) -> anyhow::Result<Stats> {
     let started = Instant::now();
     let mut stats = Stats::default();
@@ -229,7 +240,7 @@ async fn deliver(
             RETURNING o.id, o.to_address, o.subject, o.body_text, o.body_html, o.headers, o.attempts"#,
             policy.batch,
             only as Option<&[i64]>,
-            LEASE.as_secs_f64()
+            lease.as_secs_f64()
         )
         .fetch_all(pool)
         .await?;
