@@ -378,9 +378,12 @@ fn value_str(v: &Value) -> String {
 /// Decodes an API Gateway / ALB style answer. An answer that is not an object
 /// with `statusCode` is, as API Gateway 2.0 does, a 200 JSON body.
 pub fn decode_answer(payload: &[u8]) -> Result<HttpAnswer, BadAnswer> {
-    let parsed: Value = serde_json::from_slice(payload)
+    let mut parsed: Value = serde_json::from_slice(payload)
         .map_err(|e| BadAnswer(format!("function answer is not JSON: {e}")))?;
-    let Some(obj) = parsed.as_object().filter(|o| o.contains_key("statusCode")) else {
+    let Some(obj) = parsed
+        .as_object_mut()
+        .filter(|o| o.contains_key("statusCode"))
+    else {
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         return Ok(HttpAnswer {
@@ -429,13 +432,14 @@ pub fn decode_answer(payload: &[u8]) -> Result<HttpAnswer, BadAnswer> {
         .get("isBase64Encoded")
         .and_then(|v| v.as_bool())
         .unwrap_or(false);
-    let body = match obj.get("body") {
+    // Taken out of the answer, not copied: a board is a megabyte.
+    let body = match obj.remove("body") {
         None | Some(Value::Null) => Bytes::new(),
         Some(Value::String(s)) if b64 => Bytes::from(
             B64.decode(s.as_bytes())
                 .map_err(|_| BadAnswer("body is not valid base64".into()))?,
         ),
-        Some(Value::String(s)) => Bytes::from(s.clone().into_bytes()),
+        Some(Value::String(s)) => Bytes::from(s.into_bytes()),
         Some(other) => Bytes::from(other.to_string().into_bytes()),
     };
     Ok(HttpAnswer {
