@@ -32,7 +32,7 @@ honeydue_http::routes! { State;
 }
 
 /// A task row with what its column and recurrence depend on.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TaskRow {
     pub id: i64,
     pub residence_id: i64,
@@ -168,43 +168,67 @@ struct BoardOut<'a> {
     residence_id: Option<i64>,
 }
 
-/// Loads tasks by a filter: one task, a residence, or all of a user's
-/// residences. Membership is part of every query.
+/// Which tasks `load_tasks` reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Which {
+    /// One task, archived or not.
+    One(i64),
+    /// A residence's unarchived tasks.
+    Residence(i64),
+    /// The unarchived tasks of all the user's residences.
+    All,
+}
+
+/// The columns of a `TaskRow` and the tables they come from; membership
+/// (`$1`, the user) is part of every read.
+macro_rules! task_select {
+    () => {
+        "SELECT t.id, t.residence_id, t.title, t.description, t.category_id, t.priority_id, t.frequency_id,
+                t.custom_interval_days, t.recurrence_anchor, t.due_date, t.next_due_date, t.assigned_to,
+                t.contractor_id, t.estimated_cost, t.in_progress, t.is_cancelled, t.is_archived,
+                t.created_at, t.updated_at,
+                f.interval_days AS freq_days, f.interval_months AS freq_months,
+                t.completion_count, t.last_completed_at
+           FROM tasks t
+           JOIN residence_members m ON m.residence_id = t.residence_id AND m.user_id = $1
+           LEFT JOIN task_frequencies f ON f.id = t.frequency_id
+          "
+    };
+}
+
+/// Loads the tasks `which` names that `user_id` may see. Each shape is a
+/// statement of its own, so Postgres keeps one generic plan per shape: a
+/// single catch-all statement (`$2 IS NULL OR t.id = $2 ...`) had to be
+/// planned again at every call, its generic plan reading every task of
+/// every residence of the user (measured at 1M tasks: 0.7-2.9 ms of
+/// planning per board, 17 ms for the generic plan).
 pub async fn load_tasks(
     conn: &mut PgConnection,
     user_id: i64,
-    task_id: Option<i64>,
-    residence_id: Option<i64>,
-    include_archived: bool,
+    which: Which,
 ) -> AppResult<Vec<TaskRow>> {
-    let rows = sqlx::query_as!(
-        TaskRow,
-        r#"SELECT t.id, t.residence_id, t.title, t.description, t.category_id, t.priority_id, t.frequency_id,
-                  t.custom_interval_days, t.recurrence_anchor, t.due_date, t.next_due_date, t.assigned_to,
-                  t.contractor_id, t.estimated_cost, t.in_progress, t.is_cancelled, t.is_archived,
-                  t.created_at, t.updated_at,
-                  f.interval_days AS "freq_days?", f.interval_months AS "freq_months?",
-                  t.completion_count, t.last_completed_at
-             FROM tasks t
-             JOIN residence_members m ON m.residence_id = t.residence_id AND m.user_id = $1
-             LEFT JOIN task_frequencies f ON f.id = t.frequency_id
-            WHERE ($2::bigint IS NULL OR t.id = $2)
-              AND ($3::bigint IS NULL OR t.residence_id = $3)
-              AND ($4 OR NOT t.is_archived)
-            ORDER BY t.next_due_date NULLS LAST, t.id"#,
-        user_id,
-        task_id,
-        residence_id,
-        include_archived
-    )
-    .fetch_all(conn)
-    .await?;
-    Ok(rows)
+    let sql = match which {
+        Which::One(_) => concat!(task_select!(), "WHERE t.id = $2"),
+        Which::Residence(_) => concat!(
+            task_select!(),
+            "WHERE t.residence_id = $2 AND NOT t.is_archived ORDER BY t.next_due_date NULLS LAST, t.id"
+        ),
+        Which::All => concat!(
+            task_select!(),
+            "WHERE NOT t.is_archived ORDER BY t.next_due_date NULLS LAST, t.id"
+        ),
+    };
+    let query = sqlx::query_as::<_, TaskRow>(sql).bind(user_id);
+    let query = match which {
+        Which::One(id) | Which::Residence(id) => query.bind(id),
+        Which::All => query,
+    };
+    Ok(query.fetch_all(conn).await?)
 }
 
 /// One task the user can see, or 404.
 pub async fn load_task(conn: &mut PgConnection, user_id: i64, id: i64) -> AppResult<TaskRow> {
-    load_tasks(conn, user_id, Some(id), None, true)
+    load_tasks(conn, user_id, Which::One(id))
         .await?
         .into_iter()
         .next()
@@ -300,7 +324,7 @@ async fn board_all(
 ) -> AppResult<Response> {
     let days = days(&p)?;
     let mut conn = state.db.acquire().await?;
-    let rows = load_tasks(&mut conn, user.id, None, None, false).await?;
+    let rows = load_tasks(&mut conn, user.id, Which::All).await?;
     let today = membership::today_in(&user.timezone);
     Ok(with_etag(&headers, board(&rows, today, days, None)))
 }
@@ -314,8 +338,13 @@ async fn board_residence(
 ) -> AppResult<Response> {
     let days = days(&p)?;
     let mut conn = state.db.acquire().await?;
-    membership::role(&mut conn, user.id, id).await?;
-    let rows = load_tasks(&mut conn, user.id, None, Some(id), false).await?;
+    // Membership is part of the read itself; only an empty board asks
+    // whether the residence is the caller's at all (404), saving the
+    // hottest read a round trip to the database.
+    let rows = load_tasks(&mut conn, user.id, Which::Residence(id)).await?;
+    if rows.is_empty() {
+        membership::role(&mut conn, user.id, id).await?;
+    }
     let today = membership::today_in(&user.timezone);
     Ok(with_etag(&headers, board(&rows, today, days, Some(id))))
 }
