@@ -32,10 +32,11 @@ test: ## fmt, clippy, every test (real Postgres, Redis, S3, SMTP), manifest and 
 	  TAG=0123456789ab scripts/deploy.sh --render && \
 	  scripts/image-check.sh
 
-bench: ## shim vs direct axum vs cargo lambda watch side by side, the board and the scheduled scans at scale; writes BENCHMARKS.md
+bench: ## shim vs direct axum vs cargo lambda watch side by side, the board, every list and the scheduled scans at scale; writes BENCHMARKS.md
 	@$(WITH_ENV) && eval "$$(scripts/pytools.sh cargo-lambda)" && \
 	  { command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }; } && \
 	  cargo build --release -p honeydue-shim -p honeydue-bench -p migrate -p api-tasks \
+	    -p api-documents -p api-contractors -p api-notifications -p api-residences -p api-admin \
 	    -p cron-task-reminders -p cron-overdue-reminders -p cron-warranty-reminders -p cron-daily-digest && \
 	  server=$$(python3 -c 'import sys,urllib.parse as u; p=u.urlsplit(sys.argv[1]); print(u.urlunsplit(p._replace(path="/")))' "$$DATABASE_URL") && \
 	  psql "$${server}postgres" -qc 'DROP DATABASE IF EXISTS honeydue_bench WITH (FORCE)' -c 'CREATE DATABASE honeydue_bench' && \
@@ -47,6 +48,10 @@ bench: ## shim vs direct axum vs cargo lambda watch side by side, the board and 
 	    psql "$${server}postgres" -qc 'CREATE DATABASE honeydue_bench_jobs'; } && \
 	  DATABASE_URL="$${server}honeydue_bench_jobs" "$${CARGO_TARGET_DIR:-target}"/release/migrate >/dev/null && \
 	  DATABASE_URL="$${server}honeydue_bench_jobs" python3 scripts/bench_jobs.py && \
+	  { psql "$${server}postgres" -Atc "SELECT 1 FROM pg_database WHERE datname = 'honeydue_bench_lists'" | grep -q 1 || \
+	    psql "$${server}postgres" -qc 'CREATE DATABASE honeydue_bench_lists'; } && \
+	  DATABASE_URL="$${server}honeydue_bench_lists" "$${CARGO_TARGET_DIR:-target}"/release/migrate >/dev/null && \
+	  DATABASE_URL="$${server}honeydue_bench_lists" python3 scripts/bench_lists.py && \
 	  { echo; cat scripts/bench_notes.md; } >> BENCHMARKS.md
 
 build: ## release build of every function binary (host target)

@@ -109,13 +109,51 @@ def machine_busy_seconds():
     return (sum(f) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
 
 
-def with_machine_cpu(run):
-    """Runs a load and returns its result with the machine's busy CPU
-    microseconds per request (servers, database and load generator)."""
-    before = machine_busy_seconds()
+def cpu_by_command():
+    """CPU seconds so far of every process on the machine, by command name."""
+    tck = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            text = open(f"/proc/{d}/stat").read()
+        except OSError:
+            continue
+        comm = text[text.index("(") + 1:text.rindex(")")]
+        f = text.rsplit(")", 1)[1].split()
+        out[(d, comm)] = (int(f[11]) + int(f[12])) / tck
+    return out
+
+
+def with_cpu_breakdown(run):
+    """Runs a load and returns its result with the machine's busy CPU per
+    request and how it splits between processes (by command name; a process
+    that started during the load counts from zero; kernel time outside any
+    process, e.g. idle-time softirqs, is the remainder)."""
+    before, busy = cpu_by_command(), machine_busy_seconds()
     res = run()
-    res["machine_cpu_us"] = (machine_busy_seconds() - before) * 1e6 / (res["rps"] * SECONDS)
+    after, busy2 = cpu_by_command(), machine_busy_seconds()
+    n = res["rps"] * SECONDS
+    split = {}
+    for key, t in after.items():
+        split[key[1]] = split.get(key[1], 0.0) + (t - before.get(key, 0.0)) * 1e6 / n
+    res["machine_cpu_us"] = (busy2 - busy) * 1e6 / n
+    res["split_us"] = {k: v for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v >= 1}
     return res
+
+
+def peak_rss_kib(pid):
+    """VmHWM of a process and the largest of its children's (a pod's
+    workers), in KiB."""
+    def hwm(p):
+        try:
+            with open(f"/proc/{p}/status") as f:
+                return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+        except (OSError, AttributeError):
+            return 0
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return hwm(pid), max((hwm(c) for c in children), default=0)
 
 
 def shim_rss(port):
@@ -165,7 +203,7 @@ def main():
         results["direct noop c16"] = wrk(f"http://127.0.0.1:{port}/noop", CONC)
         results["direct noop c1"] = wrk(f"http://127.0.0.1:{port}/noop", 1, 1)
         if db:
-            results["direct db c16"] = with_machine_cpu(lambda: wrk(f"http://127.0.0.1:{port}/users", CONC))
+            results["direct db c16"] = with_cpu_breakdown(lambda: wrk(f"http://127.0.0.1:{port}/users", CONC))
         stop(p)
 
         # shim, N one-at-a-time workers (like N Lambda instances)
@@ -182,7 +220,7 @@ def main():
         wait_ok(f"http://127.0.0.2:{port}/_shim/ready")
         results["shim noop c16 concurrency=16"] = with_cpu(p.pid, lambda: wrk(f"http://127.0.0.1:{port}/noop", CONC))
         if db:
-            results["shim db c16 concurrency=16"] = wrk(f"http://127.0.0.1:{port}/users", CONC)
+            results["shim db c16 concurrency=16"] = with_cpu_breakdown(lambda: wrk(f"http://127.0.0.1:{port}/users", CONC))
         rss, worker_rss = shim_rss(port)
         stop(p)
 
@@ -252,6 +290,17 @@ def main():
         dd = results["direct db c16"]["machine_cpu_us"]
         lines.append(f"| db: / direct db, throughput (direct's whole-machine CPU {dd:.0f} µs + the runtime "
                      f"client's {sc['workers_cpu_us']:.0f} µs per request) | {dd / (dd + sc['workers_cpu_us']):.2f} | >= 0.90 |")
+    if db:
+        # Where the database path's CPU goes, process by process, in one run.
+        dr, sr = results["direct db c16"], results["shim db c16 concurrency=16"]
+        names = list(dict.fromkeys(list(dr["split_us"]) + list(sr["split_us"])))
+        lines += ["", "| db path: CPU per request by process (µs, /proc) | direct db c16 | shim db c16 concurrency=16 |",
+                  "|---|---:|---:|"]
+        for k in names:
+            lines.append(f"| {k} | {dr['split_us'].get(k, 0):.0f} | {sr['split_us'].get(k, 0):.0f} |")
+        rest = lambda r: r["machine_cpu_us"] - sum(r["split_us"].values())
+        lines.append(f"| kernel outside processes (softirq, idle wake-ups) | {rest(dr):.0f} | {rest(sr):.0f} |")
+        lines.append(f"| whole machine | {dr['machine_cpu_us']:.0f} | {sr['machine_cpu_us']:.0f} |")
     lines.append("")
     text = "\n".join(lines)
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "w") as f:

@@ -5,15 +5,24 @@ Seeds 1,000 users x 5 residences x 200 tasks (1,000,000 tasks) into the
 bench database, then measures one residence's board through the real
 api-tasks function behind `shim pod` (wrk), and shows the query plan.
 Appends its section to BENCHMARKS.md.
+
+With BENCH_BOARD_BASELINE=DIR (a directory holding another build's
+api-tasks, e.g. an older commit's), the same load runs against both
+binaries, alternated three times in this one session, and the section
+reports the medians and their ratio.
 """
 import hashlib
 import os
 import re
 import signal
-import socket
+import statistics
 import subprocess
+import sys
 import time
 import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import cpu_by_command, free_port, machine_busy_seconds, peak_rss_kib  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
@@ -27,12 +36,50 @@ def psql(sql):
                           check=True, capture_output=True, text=True).stdout
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+def measure(bin_dir, rid):
+    """One wrk run of the board against api-tasks from `bin_dir` behind the
+    shim: (answer, wrk output, shim and worker peak RSS in KiB)."""
+    port = free_port()
+    env = dict(os.environ, AWS_LAMBDA_LOG_LEVEL="error", DATABASE_URL=DB)
+    p = subprocess.Popen([os.path.join(REL, "shim"), "pod", "--function", "api-tasks", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.2:{port}",
+                          "--bin-dir", bin_dir, "--concurrency", "16", "--drain-delay", "0"],
+                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if urllib.request.urlopen(f"http://127.0.0.2:{port}/_shim/ready", timeout=1).status == 200:
+                    break
+            except Exception:
+                time.sleep(0.05)
+        url = f"http://127.0.0.1:{port}/api/tasks/by-residence/{rid}/"
+        req = urllib.request.Request(url, headers={"Authorization": f"Token {TOKEN}"})
+        body = urllib.request.urlopen(req).read()
+        before, busy = cpu_by_command(), machine_busy_seconds()
+        out = subprocess.run(["wrk", "-t2", "-c4", f"-d{SECONDS}s", "--latency", "-H", f"Authorization: Token {TOKEN}", url],
+                             capture_output=True, text=True, check=True).stdout
+        after, busy2 = cpu_by_command(), machine_busy_seconds()
+        rss = peak_rss_kib(p.pid)
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait()
+    n = rps(out) * SECONDS
+    split = {}
+    for key, t in after.items():
+        split[key[1]] = split.get(key[1], 0.0) + (t - before.get(key, 0.0)) * 1e6 / n
+    split = {k: v for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v >= 5}
+    split["whole machine"] = (busy2 - busy) * 1e6 / n
+    return body, out, rss, split
+
+
+def rps(out):
+    return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+
+
+def pct(out, q):
+    m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.M)
+    v, unit = float(m.group(1)), m.group(2)
+    return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
 
 
 def main():
@@ -55,42 +102,24 @@ def main():
 
     plan = psql(
         "EXPLAIN (ANALYZE, BUFFERS OFF, TIMING ON) "
-        "SELECT t.id, (SELECT count(*) FROM task_completions c WHERE c.task_id = t.id) "
+        "SELECT t.id, t.title, t.next_due_date, t.completion_count, t.last_completed_at, f.interval_days "
         "FROM tasks t JOIN residence_members m ON m.residence_id = t.residence_id AND m.user_id = " + user_id +
         " LEFT JOIN task_frequencies f ON f.id = t.frequency_id "
         "WHERE t.residence_id = " + rid + " AND NOT t.is_archived ORDER BY t.next_due_date NULLS LAST, t.id")
     exec_ms = float(re.search(r"Execution Time: ([\d.]+) ms", plan).group(1))
     indexes = sorted(set(re.findall(r"(?:using|Bitmap Index Scan on) (\w+)", plan)))
 
-    port = free_port()
-    env = dict(os.environ, AWS_LAMBDA_LOG_LEVEL="error", DATABASE_URL=DB)
-    p = subprocess.Popen([os.path.join(REL, "shim"), "pod", "--function", "api-tasks", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.2:{port}",
-                          "--bin-dir", REL, "--concurrency", "16", "--drain-delay", "0"],
-                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.2:{port}/_shim/ready", timeout=1).status == 200:
-                    break
-            except Exception:
-                time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/api/tasks/by-residence/{rid}/"
-        req = urllib.request.Request(url, headers={"Authorization": f"Token {TOKEN}"})
-        body = urllib.request.urlopen(req).read()
-        counts = re.findall(rb'"count":(\d+)', body)
-        out = subprocess.run(["wrk", "-t2", "-c4", f"-d{SECONDS}s", "--latency", "-H", f"Authorization: Token {TOKEN}", url],
-                             capture_output=True, text=True, check=True).stdout
-    finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait()
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-
-    def pct(q):
-        m = re.search(rf"^\s+{q}%\s+([\d.]+)(us|ms|s)", out, re.M)
-        v, unit = float(m.group(1)), m.group(2)
-        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-
+    body, out, (shim_kib, worker_kib), split = measure(REL, rid)
+    counts = re.findall(rb'"count":(\d+)', body)
+    baseline = os.environ.get("BENCH_BOARD_BASELINE")
+    ab = []
+    if baseline:
+        old_body = None
+        for _ in range(3):
+            old_body, old_out, _, _ = measure(baseline, rid)
+            _, new_out, _, _ = measure(REL, rid)
+            ab.append((old_out, new_out))
+        same = "same" if old_body == body else "different"
     section = [
         "", "## Task board at scale", "",
         "Produced by `make bench` (scripts/bench_board.py): 1,000 users x 5 residences x 200 tasks "
@@ -98,13 +127,31 @@ def main():
         "(`GET /api/tasks/by-residence/{id}/`, 200 tasks, all columns) through the release api-tasks "
         f"function behind `shim pod` (concurrency 16), wrk -t2 -c4 -d{SECONDS}s.", "",
         "| measure | value |", "|---|---:|",
-        f"| board requests/s | {rps:.0f} |",
-        f"| board p50 | {pct(50):.2f} ms |",
-        f"| board p99 | {pct(99):.2f} ms |",
+        f"| board requests/s | {rps(out):.0f} |",
+        f"| board p50 | {pct(out, 50):.2f} ms |",
+        f"| board p99 | {pct(out, 99):.2f} ms |",
         f"| board query execution (EXPLAIN ANALYZE) | {exec_ms:.2f} ms |",
         f"| indexes the plan uses | {', '.join(indexes)} |",
-        f"| tasks per column in the answer | {', '.join(c.decode() for c in counts)} |", "",
-    ]
+        f"| tasks per column in the answer | {', '.join(c.decode() for c in counts)} |",
+        f"| answer bytes | {len(body):,} |",
+        f"| shim peak RSS under the board load | {shim_kib / 1024:.1f} MiB |",
+        f"| api-tasks worker peak RSS under the board load | {worker_kib / 1024:.1f} MiB |",
+        f"| pod (shim + worker) peak RSS | {(shim_kib + worker_kib) / 1024:.1f} MiB |", "",
+        "| CPU per board request, by process (/proc, µs) | value |", "|---|---:|",
+    ] + [f"| {k} | {v:.0f} |" for k, v in split.items()] + [""]
+    if ab:
+        old_rps = statistics.median(rps(o) for o, _ in ab)
+        new_rps = statistics.median(rps(n) for _, n in ab)
+        old_p50 = statistics.median(pct(o, 50) for o, _ in ab)
+        new_p50 = statistics.median(pct(n, 50) for _, n in ab)
+        section += [
+            f"Against a baseline build (BENCH_BOARD_BASELINE={baseline}), alternated three times in this run "
+            f"(medians; the answers are {same}):", "",
+            "| binary | requests/s | p50 ms |", "|---|---:|---:|",
+            f"| baseline api-tasks | {old_rps:.0f} | {old_p50:.2f} |",
+            f"| this build's api-tasks | {new_rps:.0f} | {new_p50:.2f} |",
+            f"| ratio (this / baseline) | {new_rps / old_rps:.2f}x | {new_p50 / old_p50:.2f}x |", "",
+        ]
     with open(os.path.join(ROOT, "BENCHMARKS.md"), "a") as f:
         f.write("\n".join(section))
     print("\n".join(section))
