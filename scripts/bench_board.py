@@ -14,15 +14,14 @@ reports the medians and their ratio.
 import hashlib
 import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import cpu_by_command, free_port, machine_busy_seconds, peak_rss_kib  # noqa: E402
+from bench import cpu_by_command, machine_busy_seconds  # noqa: E402
+from bench_lists import Pod  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
@@ -39,30 +38,17 @@ def psql(sql):
 def measure(bin_dir, rid):
     """One wrk run of the board against api-tasks from `bin_dir` behind the
     shim: (answer, wrk output, shim and worker peak RSS in KiB)."""
-    port = free_port()
-    env = dict(os.environ, AWS_LAMBDA_LOG_LEVEL="error", DATABASE_URL=DB)
-    p = subprocess.Popen([os.path.join(REL, "shim"), "pod", "--function", "api-tasks", "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.2:{port}",
-                          "--bin-dir", bin_dir, "--concurrency", "16", "--drain-delay", "0"],
-                         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    pod = Pod("api-tasks", DB, bin_dir)
     try:
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            try:
-                if urllib.request.urlopen(f"http://127.0.0.2:{port}/_shim/ready", timeout=1).status == 200:
-                    break
-            except Exception:
-                time.sleep(0.05)
-        url = f"http://127.0.0.1:{port}/api/tasks/by-residence/{rid}/"
-        req = urllib.request.Request(url, headers={"Authorization": f"Token {TOKEN}"})
-        body = urllib.request.urlopen(req).read()
+        url = f"http://127.0.0.1:{pod.port}/api/tasks/by-residence/{rid}/"
+        body = pod.get(f"/api/tasks/by-residence/{rid}/", TOKEN)[1]
         before, busy = cpu_by_command(), machine_busy_seconds()
         out = subprocess.run(["wrk", "-t2", "-c4", f"-d{SECONDS}s", "--latency", "-H", f"Authorization: Token {TOKEN}", url],
                              capture_output=True, text=True, check=True).stdout
         after, busy2 = cpu_by_command(), machine_busy_seconds()
-        rss = peak_rss_kib(p.pid)
+        rss = pod.peak_rss_kib()
     finally:
-        os.killpg(p.pid, signal.SIGTERM)
-        p.wait()
+        pod.stop()
     n = rps(out) * SECONDS
     split = {}
     for key, t in after.items():

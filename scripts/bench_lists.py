@@ -152,15 +152,16 @@ def with_options(url, options):
 
 
 class Pod:
-    """`shim pod --function F` on a free port, like bench_board's."""
+    """`shim pod --function F` on a free port (the function's binary from
+    `bin_dir`), ready when constructed."""
 
-    def __init__(self, function, db):
+    def __init__(self, function, db, bin_dir=REL):
         self.port = free_port()
         env = dict(os.environ, AWS_LAMBDA_LOG_LEVEL="error", DATABASE_URL=db,
                    APP_SECRET="bench-secret-0123456789")
         self.p = subprocess.Popen(
             [os.path.join(REL, "shim"), "pod", "--function", function, "--listen", f"127.0.0.1:{self.port}",
-             "--admin-listen", f"127.0.0.2:{self.port}", "--bin-dir", REL, "--concurrency", "16",
+             "--admin-listen", f"127.0.0.2:{self.port}", "--bin-dir", bin_dir, "--concurrency", "16",
              "--drain-delay", "0"],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         deadline = time.time() + 30
