@@ -1,16 +1,11 @@
 use api_admin::{app, Config, State};
-use honeydue_testkit::fixtures::{residence, user};
+use honeydue_testkit::fixtures::{admin, residence, user};
 use honeydue_testkit::{TestClient, TestDb};
 use serde_json::json;
 
 async fn spawn() -> (TestDb, TestClient, String) {
     let db = TestDb::new().await;
-    let hash = honeydue_core::auth::hash_password("admin-password").unwrap();
-    sqlx::query("INSERT INTO admin_users (email, password_hash, name) VALUES ('root@example.com', $1, 'Root')")
-        .bind(hash)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    admin(&db.pool, "root@example.com", "admin-password").await;
     let c = TestClient::new(app(State::new(
         Config::for_tests(&db.url, None),
         db.pool.clone(),

@@ -4,7 +4,7 @@
 //! against a real Postgres through each function's router.
 
 use honeydue_http::{Config, State};
-use honeydue_testkit::fixtures::{exec, residence, user};
+use honeydue_testkit::fixtures::{admin, exec, residence, user};
 use honeydue_testkit::statements::Counter;
 use honeydue_testkit::{TestClient, TestDb};
 use serde_json::json;
@@ -92,12 +92,7 @@ async fn every_list_runs_as_many_statements_for_many_rows_as_for_a_few() {
     let db = TestDb::new().await;
     let (ann, token) = user(&db.pool, "ann@example.com").await;
     let home = residence(&db.pool, ann, "Home").await;
-    let hash = honeydue_core::auth::hash_password("admin-password").unwrap();
-    sqlx::query("INSERT INTO admin_users (email, password_hash, name) VALUES ('root@example.com', $1, 'Root')")
-        .bind(hash)
-        .execute(&db.pool)
-        .await
-        .unwrap();
+    admin(&db.pool, "root@example.com", "admin-password").await;
     let state = || State::new(Config::for_tests(&db.url, None), db.pool.clone());
     let admin = TestClient::new(api_admin::app(state()));
     let admin_token = admin
@@ -112,66 +107,42 @@ async fn every_list_runs_as_many_statements_for_many_rows_as_for_a_few() {
         .unwrap()
         .to_string();
     let tasks = TestClient::new(api_tasks::app(state()));
-    let apps: Vec<(TestClient, String, String)> = {
-        vec![
-            (tasks.clone(), "/api/tasks/".into(), token.clone()),
-            (
-                tasks.clone(),
-                format!("/api/tasks/by-residence/{home}/"),
-                token.clone(),
-            ),
-            (
-                tasks.clone(),
-                "/api/task-completions/?task=FIRST_TASK&page_size=100".into(),
-                token.clone(),
-            ),
-            (
-                TestClient::new(api_documents::app(state())),
-                "/api/documents/?page_size=100".into(),
-                token.clone(),
-            ),
-            (
-                TestClient::new(api_contractors::app(state())),
-                "/api/contractors/?page_size=100".into(),
-                token.clone(),
-            ),
-            (
-                TestClient::new(api_notifications::app(state())),
-                "/api/notifications/?page_size=100".into(),
-                token.clone(),
-            ),
-            (
-                TestClient::new(api_residences::app(state())),
-                "/api/residences/".into(),
-                token.clone(),
-            ),
-            (
-                admin.clone(),
-                "/api/admin/users/?page_size=100".into(),
-                admin_token.clone(),
-            ),
-            (
-                admin.clone(),
-                "/api/admin/residences/?page_size=100".into(),
-                admin_token.clone(),
-            ),
-            (
-                admin.clone(),
-                format!("/api/admin/tasks/?residence={home}&page_size=100"),
-                admin_token.clone(),
-            ),
-            (
-                admin.clone(),
-                "/api/admin/email-outbox/?page_size=100".into(),
-                admin_token.clone(),
-            ),
-            (
-                admin.clone(),
-                "/api/admin/push-outbox/?page_size=100".into(),
-                admin_token.clone(),
-            ),
-        ]
-    };
+    let user_lists = [
+        (&tasks, "/api/tasks/".to_string()),
+        (&tasks, format!("/api/tasks/by-residence/{home}/")),
+        (
+            &tasks,
+            "/api/task-completions/?task=FIRST_TASK&page_size=100".into(),
+        ),
+        (
+            &TestClient::new(api_documents::app(state())),
+            "/api/documents/?page_size=100".into(),
+        ),
+        (
+            &TestClient::new(api_contractors::app(state())),
+            "/api/contractors/?page_size=100".into(),
+        ),
+        (
+            &TestClient::new(api_notifications::app(state())),
+            "/api/notifications/?page_size=100".into(),
+        ),
+        (
+            &TestClient::new(api_residences::app(state())),
+            "/api/residences/".into(),
+        ),
+    ];
+    let admin_lists = [
+        "/api/admin/users/?page_size=100".to_string(),
+        "/api/admin/residences/?page_size=100".into(),
+        format!("/api/admin/tasks/?residence={home}&page_size=100"),
+        "/api/admin/email-outbox/?page_size=100".into(),
+        "/api/admin/push-outbox/?page_size=100".into(),
+    ];
+    let apps: Vec<(&TestClient, &String, &String)> = user_lists
+        .iter()
+        .map(|(c, path)| (*c, path, &token))
+        .chain(admin_lists.iter().map(|path| (&admin, path, &admin_token)))
+        .collect();
     let counter = Counter::install();
     let mut few = Vec::new();
     grow(&db, ann, home, 3).await;

@@ -36,15 +36,15 @@ pub fn unsubscribe_headers(url: &str) -> Vec<(String, String)> {
 
 /// What an event tells people: the notifications and their pushes
 /// (`honeydue_core::notify`), then their emails ([`enqueue_for`]), in the
-/// caller's transaction; returns the notifications' ids.
+/// caller's transaction.
 pub async fn notify(
     conn: &mut PgConnection,
     app: &AppConfig,
     notices: &[honeydue_core::notify::Notice],
-) -> sqlx::Result<Vec<i64>> {
+) -> sqlx::Result<()> {
     let ids = honeydue_core::notify::notify(&mut *conn, notices).await?;
     enqueue_for(conn, app, &ids).await?;
-    Ok(ids)
+    Ok(())
 }
 
 /// Queues the emails of `notifications` (ids written in this transaction)

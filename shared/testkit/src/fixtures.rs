@@ -29,6 +29,19 @@ pub async fn user_in(pool: &PgPool, email: &str, timezone: &str) -> (i64, String
     (id, token)
 }
 
+/// An admin (the separate realm) who signs in with `password`: their id.
+pub async fn admin(pool: &PgPool, email: &str, password: &str) -> i64 {
+    let hash = honeydue_core::auth::hash_password(password).expect("hash");
+    sqlx::query_scalar(
+        "INSERT INTO admin_users (email, password_hash, name) VALUES ($1, $2, 'Root') RETURNING id",
+    )
+    .bind(email)
+    .bind(hash)
+    .fetch_one(pool)
+    .await
+    .expect("insert admin")
+}
+
 /// A residence owned by `owner`, with `others` as members of the given role.
 pub async fn residence(pool: &PgPool, owner: i64, name: &str) -> i64 {
     let id: i64 =
