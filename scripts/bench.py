@@ -109,6 +109,15 @@ def machine_busy_seconds():
     return (sum(f) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
 
 
+def psql_to(db):
+    """A function that runs SQL on `db` with psql and returns its rows as
+    text (unaligned, `|` between columns); any error stops the bench."""
+    def psql(sql):
+        return subprocess.run(["psql", db, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                              check=True, capture_output=True, text=True).stdout
+    return psql
+
+
 def cpu_by_command():
     """CPU seconds so far of every process on the machine, by command name."""
     tck = os.sysconf("SC_CLK_TCK")

@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import cpu_by_command, machine_busy_seconds  # noqa: E402
+from bench import cpu_by_command, machine_busy_seconds, psql_to  # noqa: E402
 from bench_lists import Pod  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -30,9 +30,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "8"))
 TOKEN = "bench-board-token-not-a-secret-0123456789"
 
 
-def psql(sql):
-    return subprocess.run(["psql", DB, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                          check=True, capture_output=True, text=True).stdout
+psql = psql_to(DB)
 
 
 def measure(bin_dir, rid):

@@ -18,6 +18,9 @@ import subprocess
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench import psql_to  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
 DB = os.environ["DATABASE_URL"]
@@ -25,12 +28,11 @@ DAY = "2026-06-10"
 ZONES = ["America/New_York", "America/Los_Angeles", "Europe/Berlin", "Asia/Kolkata", "Asia/Tokyo", "Australia/Sydney"]
 
 
-def psql(sql):
-    return subprocess.run(["psql", DB, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                          check=True, capture_output=True, text=True).stdout
+psql = psql_to(DB)
 
 
-def seed():
+def seed(psql=psql):
+    """The install, once (into the database `psql` runs on)."""
     if psql("SELECT count(*) FROM tasks").strip() == "1000000":
         return 0.0
     t0 = time.time()

@@ -33,7 +33,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_jobs  # noqa: E402  (the large install's seed)
-from bench import free_port, peak_rss_kib  # noqa: E402
+from bench import free_port, peak_rss_kib, psql_to  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REL = os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release")
@@ -52,9 +52,7 @@ EXPLAIN_OPTIONS = ("-c session_preload_libraries=auto_explain -c auto_explain.lo
                    "-c auto_explain.log_format=text")
 
 
-def psql(sql):
-    return subprocess.run(["psql", DB, "-qAt", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                          check=True, capture_output=True, text=True).stdout
+psql = psql_to(DB)
 
 
 def seed():
@@ -62,8 +60,7 @@ def seed():
     if psql(f"SELECT count(*) FROM residences WHERE name = '{HOUSEHOLD}'").strip() == "1":
         return 0.0
     t0 = time.time()
-    bench_jobs.DB = DB
-    bench_jobs.seed()
+    bench_jobs.seed(psql)
     # User 1 owns the household; users 2 and 3 are members.
     psql(f"INSERT INTO residences (owner_id, name) VALUES (1, '{HOUSEHOLD}')")
     home = psql(f"SELECT id FROM residences WHERE name = '{HOUSEHOLD}'").strip()
