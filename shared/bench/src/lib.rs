@@ -32,11 +32,14 @@ async fn users(State(pool): State<Option<PgPool>>) -> Json<Value> {
         .collect::<Vec<_>>()))
 }
 
-/// The pool, when `DATABASE_URL` is set.
+/// The pool, when `DATABASE_URL` is set: the functions' own pool
+/// (`honeydue_core::db::pool`, its settings included), 16 connections.
 pub fn pool_from_env() -> Option<PgPool> {
     let url = std::env::var("DATABASE_URL").ok()?;
-    sqlx::postgres::PgPoolOptions::new()
-        .max_connections(16)
-        .connect_lazy(&url)
-        .ok()
+    honeydue_core::db::pool(&honeydue_core::config::DbConfig {
+        url: honeydue_core::config::Secret::new(url),
+        max_connections: 16,
+        acquire_timeout_ms: 5000,
+    })
+    .ok()
 }
