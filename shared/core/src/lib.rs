@@ -11,6 +11,7 @@ pub mod constraint;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod iso;
 pub mod limits;
 pub mod membership;
 pub mod notify;
