@@ -30,23 +30,12 @@ fn etag(version: i64) -> String {
     format!("\"lookups-{version}\"")
 }
 
-/// Whether `If-None-Match` names `tag` (weak or strong, or `*`).
-pub fn none_match(headers: &HeaderMap, tag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == tag || t == "*")
-}
-
 async fn static_data(S(state): S<State>, headers: HeaderMap) -> AppResult<Response> {
     let version = sqlx::query_scalar!("SELECT version FROM lookup_version")
         .fetch_one(&state.db)
         .await?;
     let tag = etag(version);
-    if none_match(&headers, &tag) {
+    if honeydue_http::none_match(&headers, &tag) {
         let mut r = StatusCode::NOT_MODIFIED.into_response();
         r.headers_mut()
             .insert(header::ETAG, HeaderValue::from_str(&tag).expect("ascii"));

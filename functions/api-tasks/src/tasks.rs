@@ -13,7 +13,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sqlx::postgres::PgRow;
-use sqlx::{PgConnection, Row};
+use sqlx::{Column as _, PgConnection, Row, TypeInfo};
 
 honeydue_http::routes! { State;
     GET "/api/tasks/" => board_all, User, "The board across all the caller's residences (?days=)";
@@ -61,48 +61,46 @@ pub struct TaskRow {
 }
 
 impl TaskRow {
-    /// Decodes a row of `task_select!` by position (sqlx's derived
-    /// `FromRow` looks each column up by the hash of its name: 23 x 200
-    /// hashes for a board). With `check`, each column's type is checked
-    /// against the field's first, as `Row::try_get` does; the rows of one
-    /// statement share their column types, so [`load_tasks`] checks the
-    /// first row only, instead of 4,600 times a board.
+    /// Decodes a row of `task_select!` by position: sqlx's derived
+    /// `FromRow` looks each column up by a hash of its name and checks its
+    /// type, for every row (4,600 times a 200-task board). With `check`,
+    /// each column's name and type are compared with the field's, NULL or
+    /// not; the rows of one statement share one description, so
+    /// [`load_tasks`] checks the first row only.
     fn decode(row: &PgRow, check: bool) -> Result<Self, sqlx::Error> {
-        fn get<'r, T>(row: &'r PgRow, i: usize, check: bool) -> Result<T, sqlx::Error>
+        fn get<'r, T>(row: &'r PgRow, i: usize, name: &str, check: bool) -> Result<T, sqlx::Error>
         where
             T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
         {
             if check {
-                row.try_get(i)
-            } else {
-                row.try_get_unchecked(i)
+                let column = row.try_column(i)?;
+                if column.name() != name || !T::compatible(column.type_info()) {
+                    return Err(sqlx::Error::ColumnDecode {
+                        index: i.to_string(),
+                        source: format!(
+                            "expected `{name}` ({}), the statement has `{}` ({})",
+                            T::type_info().name(),
+                            column.name(),
+                            column.type_info().name()
+                        )
+                        .into(),
+                    });
+                }
             }
+            row.try_get_unchecked(i)
         }
-        Ok(Self {
-            id: get(row, 0, check)?,
-            residence_id: get(row, 1, check)?,
-            title: get(row, 2, check)?,
-            description: get(row, 3, check)?,
-            category_id: get(row, 4, check)?,
-            priority_id: get(row, 5, check)?,
-            frequency_id: get(row, 6, check)?,
-            custom_interval_days: get(row, 7, check)?,
-            recurrence_anchor: get(row, 8, check)?,
-            due_date: get(row, 9, check)?,
-            next_due_date: get(row, 10, check)?,
-            assigned_to: get(row, 11, check)?,
-            contractor_id: get(row, 12, check)?,
-            estimated_cost: get(row, 13, check)?,
-            in_progress: get(row, 14, check)?,
-            is_cancelled: get(row, 15, check)?,
-            is_archived: get(row, 16, check)?,
-            created_at: get(row, 17, check)?,
-            updated_at: get(row, 18, check)?,
-            freq_days: get(row, 19, check)?,
-            freq_months: get(row, 20, check)?,
-            completion_count: get(row, 21, check)?,
-            last_completed_at: get(row, 22, check)?,
-        })
+        macro_rules! fields {
+            ($($i:literal $field:ident),* $(,)?) => {
+                Ok(Self { $($field: get(row, $i, stringify!($field), check)?,)* })
+            };
+        }
+        fields!(
+            0 id, 1 residence_id, 2 title, 3 description, 4 category_id, 5 priority_id,
+            6 frequency_id, 7 custom_interval_days, 8 recurrence_anchor, 9 due_date,
+            10 next_due_date, 11 assigned_to, 12 contractor_id, 13 estimated_cost,
+            14 in_progress, 15 is_cancelled, 16 is_archived, 17 created_at, 18 updated_at,
+            19 freq_days, 20 freq_months, 21 completion_count, 22 last_completed_at,
+        )
     }
 
     pub fn interval(&self) -> Option<recurrence::Interval> {
@@ -307,8 +305,9 @@ fn days(p: &BoardParams) -> AppResult<i64> {
     }
 }
 
-/// A board's JSON grows by about this many bytes per task (560 measured);
-/// its buffer is sized for it up front instead of being copied as it grows.
+/// A board's JSON grows by about 560 bytes per task (measured); its buffer
+/// is sized up front, with some headroom, instead of being copied as it
+/// grows.
 const BOARD_BYTES_PER_TASK: usize = 640;
 
 /// The board's JSON: each row's column decided once, the tasks written
@@ -353,19 +352,14 @@ fn board(rows: &[TaskRow], today: NaiveDate, days: i64, residence_id: Option<i64
 /// A JSON answer with a content ETag; `If-None-Match` on it gives 304.
 ///
 /// The tag is the answer's 128-bit XXH3: a validator only has to change
-/// when the answer does, which a 128-bit hash does for any edit (it needs
-/// no resistance to forgery: only the caller sees the tag, of an answer
-/// only they may read). It replaced a truncated SHA-256, 7% of the
-/// function's CPU per 200-task board (issue 17's profile).
+/// when the answer does, which a 128-bit hash does for any edit but with a
+/// chance of 2^-128 (it needs no resistance to forgery: only the caller
+/// sees the tag, of an answer only they may read). It replaced a
+/// truncated SHA-256, 5-7% of the function's CPU samples per 200-task
+/// board in issue 17's profiles (scripts/bench_notes.md).
 fn with_etag(headers: &HeaderMap, text: Vec<u8>) -> Response {
     let tag = format!("\"{:032x}\"", xxhash_rust::xxh3::xxh3_128(&text));
-    let matches = headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().trim_start_matches("W/") == tag);
-    let mut r = if matches {
+    let mut r = if honeydue_http::none_match(headers, &tag) {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         (
@@ -916,7 +910,8 @@ mod tests {
 
     fn row(i: i64, today: NaiveDate) -> TaskRow {
         // Whole seconds, milliseconds and microseconds: each fraction width
-        // chrono writes.
+        // a Postgres timestamp can give (honeydue_core::iso's tests cover
+        // nanoseconds).
         let at = Utc.with_ymd_and_hms(2026, 3, 1, 8, 30, 0).unwrap()
             + chrono::Duration::seconds(i * 3_601)
             + chrono::Duration::microseconds((i % 3) * 250_000 + (i % 2) * 17);
@@ -995,5 +990,53 @@ mod tests {
                 .unwrap()
                 .to_string()
         });
+    }
+
+    /// A row with `TaskRow`'s columns, as `task_select!` names and types
+    /// them, with NULL where a column may be NULL.
+    const ROW: &str = "SELECT 1::int8 AS id, 2::int8 AS residence_id, 'Gutters' AS title,
+        '' AS description, NULL::int4 AS category_id, NULL::int4 AS priority_id,
+        NULL::int4 AS frequency_id, NULL::int4 AS custom_interval_days,
+        'due_date' AS recurrence_anchor, NULL::date AS due_date, DATE '2026-06-10' AS next_due_date,
+        NULL::int8 AS assigned_to, NULL::int8 AS contractor_id, NULL::numeric AS estimated_cost,
+        false AS in_progress, false AS is_cancelled, false AS is_archived,
+        now() AS created_at, now() AS updated_at, NULL::int4 AS freq_days,
+        NULL::int4 AS freq_months, 0::int8 AS completion_count,
+        NULL::timestamptz AS last_completed_at";
+
+    async fn decode(sql: &str, check: bool) -> Result<TaskRow, sqlx::Error> {
+        use sqlx::Connection;
+        let mut conn = PgConnection::connect(&honeydue_testkit::db::server_url())
+            .await
+            .unwrap();
+        let row = sqlx::query(sql).fetch_one(&mut conn).await.unwrap();
+        TaskRow::decode(&row, check)
+    }
+
+    #[tokio::test]
+    async fn a_statement_whose_columns_are_not_task_rows_is_refused_by_the_checked_decode() {
+        let t = decode(ROW, true).await.unwrap();
+        assert_eq!((t.id, t.residence_id, t.title.as_str()), (1, 2, "Gutters"));
+        assert_eq!(t.next_due_date, NaiveDate::from_ymd_opt(2026, 6, 10));
+        // Two columns of one type in each other's place: only the names
+        // tell them apart.
+        let swapped = ROW
+            .replace("NULL::date AS due_date", "NULL::date AS next_due_date_")
+            .replace(
+                "DATE '2026-06-10' AS next_due_date",
+                "DATE '2026-06-10' AS due_date",
+            )
+            .replace("next_due_date_", "next_due_date");
+        let err = decode(&swapped, true).await.unwrap_err().to_string();
+        assert!(err.contains("expected `due_date`"), "{err}");
+        // A type that does not fit, in a column that is NULL in this row.
+        let wider = ROW.replace(
+            "NULL::int4 AS custom_interval_days",
+            "NULL::int8 AS custom_interval_days",
+        );
+        let err = decode(&wider, true).await.unwrap_err().to_string();
+        assert!(err.contains("custom_interval_days"), "{err}");
+        // Unchecked (the rows after the first), the same statement decodes.
+        assert!(decode(&wider, false).await.is_ok());
     }
 }

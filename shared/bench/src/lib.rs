@@ -39,7 +39,7 @@ pub fn pool_from_env() -> Option<PgPool> {
     honeydue_core::db::pool(&honeydue_core::config::DbConfig {
         url: honeydue_core::config::Secret::new(url),
         max_connections: 16,
-        acquire_timeout_ms: 5000,
+        acquire_timeout_ms: honeydue_core::config::DbConfig::DEFAULT_ACQUIRE_TIMEOUT_MS,
     })
     .ok()
 }

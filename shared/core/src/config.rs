@@ -307,6 +307,9 @@ pub struct DbConfig {
 }
 
 impl DbConfig {
+    /// `DATABASE_ACQUIRE_TIMEOUT_MS` when unset.
+    pub const DEFAULT_ACQUIRE_TIMEOUT_MS: u64 = 5000;
+
     /// Reads `DATABASE_URL`, `DATABASE_MAX_CONNECTIONS` (default from
     /// `AWS_LAMBDA_MAX_CONCURRENCY`), `DATABASE_ACQUIRE_TIMEOUT_MS`.
     pub fn read(env: &mut Env) -> Option<Self> {
@@ -316,7 +319,10 @@ impl DbConfig {
         if max_connections == 0 {
             env.problem("DATABASE_MAX_CONNECTIONS must be at least 1");
         }
-        let acquire_timeout_ms = env.or("DATABASE_ACQUIRE_TIMEOUT_MS", 5000u64);
+        let acquire_timeout_ms = env.or(
+            "DATABASE_ACQUIRE_TIMEOUT_MS",
+            Self::DEFAULT_ACQUIRE_TIMEOUT_MS,
+        );
         if let Some(u) = &url {
             if !(u.expose().starts_with("postgres://") || u.expose().starts_with("postgresql://")) {
                 env.problem("DATABASE_URL must start with postgres:// or postgresql://");

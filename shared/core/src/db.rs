@@ -24,14 +24,18 @@ pub static MIGRATOR: std::sync::LazyLock<Migrator> = std::sync::LazyLock::new(||
 /// A pooled connection idle for longer than this is pinged (one round trip
 /// to Postgres) before it is handed out; one used more recently is trusted.
 ///
-/// sqlx pings every idle connection at every acquire by default, a round
-/// trip per request that doubled the board's exchanges with Postgres. A
-/// connection that answered within the last second is alive unless the
-/// server went away in that second; then the request's statement fails
-/// as the database being unavailable (503 with `Retry-After`, nothing
-/// changed), as the requests in flight at that moment do anyway, and the
-/// broken connection is dropped. (HikariCP makes the same trade with a
-/// 500 ms window.)
+/// sqlx pings every idle connection at every acquire by default: one more
+/// exchange with Postgres on every request's path, before its first
+/// statement. (sqlx also pings each connection as it goes back to the
+/// pool, after the request's work, and 0.8 has no switch for that one; it
+/// is what makes "idle" mean "since its last answered ping", and what
+/// drops a connection a failed statement left broken.) A connection that
+/// answered within the last second is alive unless the server went away
+/// in that second; then the request's statement fails as the database
+/// being unavailable (503 with `Retry-After`, nothing changed), as the
+/// requests in flight at that moment do anyway, and the broken connection
+/// is dropped. When the ping itself fails, sqlx logs a warning and opens
+/// another connection. (HikariCP makes the same trade with 500 ms.)
 pub const PING_IF_IDLE_FOR: Duration = Duration::from_secs(1);
 
 /// Builds the pool once per process. Lazy: no connection is opened until the

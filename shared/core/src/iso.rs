@@ -12,14 +12,14 @@ use chrono::{DateTime, Datelike, NaiveDate, Timelike, Utc};
 use serde::Serializer;
 
 /// A formatted value: at most `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (30 bytes).
-pub struct Iso {
+struct Iso {
     buf: [u8; 30],
     len: usize,
 }
 
 impl Iso {
     /// The text.
-    pub fn as_str(&self) -> &str {
+    fn as_str(&self) -> &str {
         // Only ASCII digits and separators are written.
         std::str::from_utf8(&self.buf[..self.len]).expect("ASCII")
     }

@@ -9,20 +9,16 @@ use std::time::Duration;
 use honeydue_core::config::{DbConfig, Secret};
 use honeydue_core::db::pool_with_ping_window;
 use honeydue_core::error::db_unavailable;
+use honeydue_testkit::db::server_url;
 use sqlx::{Connection, PgConnection, PgPool};
-
-fn url() -> String {
-    std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
-}
 
 /// A pool of one connection, so each statement uses the same one.
 fn one_connection(ping_if_idle_for: Duration) -> PgPool {
     pool_with_ping_window(
         &DbConfig {
-            url: Secret::new(url()),
+            url: Secret::new(server_url()),
             max_connections: 1,
-            acquire_timeout_ms: 5000,
+            acquire_timeout_ms: DbConfig::DEFAULT_ACQUIRE_TIMEOUT_MS,
         },
         ping_if_idle_for,
     )
@@ -37,7 +33,7 @@ async fn backend(pool: &PgPool) -> Result<i32, sqlx::Error> {
 
 /// Terminates a server process and waits until it is gone.
 async fn terminate(pid: i32) {
-    let mut admin = PgConnection::connect(&url()).await.unwrap();
+    let mut admin = PgConnection::connect(&server_url()).await.unwrap();
     let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
         .bind(pid)
         .fetch_one(&mut admin)
@@ -60,6 +56,10 @@ async fn a_connection_idle_past_the_window_is_pinged_and_a_dead_one_replaced() {
 #[tokio::test]
 async fn a_connection_used_within_the_window_is_trusted_and_a_dead_one_costs_one_statement() {
     let pool = one_connection(Duration::from_secs(3600));
+    // Each statement's connection goes back to the pool through sqlx's
+    // release ping, in a task of its own; `terminate` connects first,
+    // which yields to that task, so the connection is idle in the pool
+    // when its server process is killed.
     let first = backend(&pool).await.unwrap();
     // Reused without a ping: the same server process answers.
     assert_eq!(backend(&pool).await.unwrap(), first);

@@ -251,6 +251,18 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
+/// Whether the request's `If-None-Match` names `tag` (weak or strong), or
+/// is `*`: a GET whose answer would carry `tag` is then answered 304.
+pub fn none_match(headers: &axum::http::HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == tag || t == "*")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,7 +17,7 @@ use axum::Router;
 use honeydue_core::AppError;
 
 pub use auth::AuthUser;
-pub use extract::{client_ip, ClientIp, IdempotencyKey, Json, PathId, Query};
+pub use extract::{client_ip, none_match, ClientIp, IdempotencyKey, Json, PathId, Query};
 pub use pagination::{Page, Paginated};
 pub use ratelimit::Limit;
 pub use start::{Api, AppState, Extra, Stateless};
@@ -143,12 +143,14 @@ async fn to_lambda(resp: axum::response::Response) -> lambda_http::Response<lamb
     let body = if bytes.is_empty() {
         lambda_http::Body::Empty
     } else if is_text(&parts.headers) {
-        match String::from_utf8(bytes.to_vec()) {
+        // `Vec::from` takes the buffer without copying it when the answer
+        // was one owned buffer (a board's ~100 KB).
+        match String::from_utf8(Vec::from(bytes)) {
             Ok(s) => lambda_http::Body::Text(s),
             Err(e) => lambda_http::Body::Binary(e.into_bytes()),
         }
     } else {
-        lambda_http::Body::Binary(bytes.to_vec())
+        lambda_http::Body::Binary(Vec::from(bytes))
     };
     lambda_http::Response::from_parts(parts, body)
 }
