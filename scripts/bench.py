@@ -135,11 +135,12 @@ def cpu_by_command():
     return out
 
 
-def with_cpu_breakdown(run):
-    """Runs a load and returns its result with the machine's busy CPU per
-    request and how it splits between processes (by command name; a process
-    that started during the load counts from zero; kernel time outside any
-    process, e.g. idle-time softirqs, is the remainder)."""
+def with_cpu_breakdown(run, min_us=1):
+    """Runs a load (`run` returns a dict with its "rps" over SECONDS) and
+    returns its result with the machine's busy CPU per request and how it
+    splits between processes (by command name, those of at least `min_us`;
+    a process that started during the load counts from zero; kernel time
+    outside any process, e.g. idle-time softirqs, is the remainder)."""
     before, busy = cpu_by_command(), machine_busy_seconds()
     res = run()
     after, busy2 = cpu_by_command(), machine_busy_seconds()
@@ -148,7 +149,7 @@ def with_cpu_breakdown(run):
     for key, t in after.items():
         split[key[1]] = split.get(key[1], 0.0) + (t - before.get(key, 0.0)) * 1e6 / n
     res["machine_cpu_us"] = (busy2 - busy) * 1e6 / n
-    res["split_us"] = {k: v for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v >= 1}
+    res["split_us"] = {k: v for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v >= min_us}
     return res
 
 

@@ -20,7 +20,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench import cpu_by_command, machine_busy_seconds, psql_to  # noqa: E402
+from bench import psql_to, with_cpu_breakdown  # noqa: E402
 from bench_lists import Pod  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,25 +35,23 @@ psql = psql_to(DB)
 
 def measure(bin_dir, rid):
     """One wrk run of the board against api-tasks from `bin_dir` behind the
-    shim: (answer, wrk output, shim and worker peak RSS in KiB)."""
+    shim: (answer, wrk output, shim and worker peak RSS in KiB, CPU per
+    request by process and for the whole machine in µs)."""
     pod = Pod("api-tasks", DB, bin_dir)
     try:
         url = f"http://127.0.0.1:{pod.port}/api/tasks/by-residence/{rid}/"
         body = pod.get(f"/api/tasks/by-residence/{rid}/", TOKEN)[1]
-        before, busy = cpu_by_command(), machine_busy_seconds()
-        out = subprocess.run(["wrk", "-t2", "-c4", f"-d{SECONDS}s", "--latency", "-H", f"Authorization: Token {TOKEN}", url],
-                             capture_output=True, text=True, check=True).stdout
-        after, busy2 = cpu_by_command(), machine_busy_seconds()
+
+        def load():
+            out = subprocess.run(["wrk", "-t2", "-c4", f"-d{SECONDS}s", "--latency", "-H", f"Authorization: Token {TOKEN}",
+                                  url], capture_output=True, text=True, check=True).stdout
+            return {"out": out, "rps": rps(out)}
+        res = with_cpu_breakdown(load, min_us=5)
         rss = pod.peak_rss_kib()
     finally:
         pod.stop()
-    n = rps(out) * SECONDS
-    split = {}
-    for key, t in after.items():
-        split[key[1]] = split.get(key[1], 0.0) + (t - before.get(key, 0.0)) * 1e6 / n
-    split = {k: v for k, v in sorted(split.items(), key=lambda kv: -kv[1]) if v >= 5}
-    split["whole machine"] = (busy2 - busy) * 1e6 / n
-    return body, out, rss, split
+    split = dict(res["split_us"], **{"whole machine": res["machine_cpu_us"]})
+    return body, res["out"], rss, split
 
 
 def rps(out):

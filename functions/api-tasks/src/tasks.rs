@@ -256,22 +256,27 @@ pub async fn load_tasks(
     user_id: i64,
     which: Which,
 ) -> AppResult<Vec<TaskRow>> {
-    let sql = match which {
-        Which::One(_) => concat!(task_select!(), "WHERE t.id = $2"),
-        Which::Residence(_) => concat!(
-            task_select!(),
-            "WHERE t.residence_id = $2 AND NOT t.is_archived ORDER BY t.next_due_date NULLS LAST, t.id"
+    let (sql, id) = match which {
+        Which::One(id) => (concat!(task_select!(), "WHERE t.id = $2"), Some(id)),
+        Which::Residence(id) => (
+            concat!(
+                task_select!(),
+                "WHERE t.residence_id = $2 AND NOT t.is_archived ORDER BY t.next_due_date NULLS LAST, t.id"
+            ),
+            Some(id),
         ),
-        Which::All => concat!(
-            task_select!(),
-            "WHERE NOT t.is_archived ORDER BY t.next_due_date NULLS LAST, t.id"
+        Which::All => (
+            concat!(
+                task_select!(),
+                "WHERE NOT t.is_archived ORDER BY t.next_due_date NULLS LAST, t.id"
+            ),
+            None,
         ),
     };
-    let query = sqlx::query(sql).bind(user_id);
-    let query = match which {
-        Which::One(id) | Which::Residence(id) => query.bind(id),
-        Which::All => query,
-    };
+    let mut query = sqlx::query(sql).bind(user_id);
+    if let Some(id) = id {
+        query = query.bind(id);
+    }
     let rows = query.fetch_all(conn).await?;
     Ok(rows
         .iter()
